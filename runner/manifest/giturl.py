@@ -28,7 +28,8 @@ _SCHEME_COLON = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _TRANSPORT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9+.-]*)::")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _SSH_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-_IPV6_LITERAL = re.compile(r"\[[0-9A-Fa-f:.]+\]")
+# An IPv6 literal in host position: after an optional scheme:// and an optional user@.
+_HOST_IPV6 = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*://)?(?:[^/@\[\]]*@)?)\[[0-9A-Fa-f:.]+\]")
 _PORT_PATH = re.compile(r"^\d+(/|$)")
 _LOOPBACK_NAMES = frozenset({"localhost"})
 _REF_FORBIDDEN = frozenset("~^:?*[\\")
@@ -99,6 +100,9 @@ def redact_url(raw: str) -> str:
         shown = f"***@{raw.rpartition('@')[2]}"
     else:
         shown = raw
+    query = min((i for i in (shown.find("?"), shown.find("#")) if i != -1), default=-1)
+    if query != -1:
+        shown = shown[: query + 1] + "***"  # `?private_token=…` is a common way to paste a secret
     return shown if len(shown) <= 200 else shown[:197] + "..."
 
 
@@ -173,7 +177,7 @@ def _check_characters(raw: str) -> None:
 
 def _check_double_colon(raw: str, shown: str) -> None:
     # An IPv6 host literal ([::1]) is the one legitimate place for '::'.
-    if "::" in _IPV6_LITERAL.sub("", raw, count=1):
+    if "::" in _HOST_IPV6.sub(r"\1[]", raw, count=1):
         raise GitUrlError(
             f"git URL {shown} contains '::' (git reads 'transport::address' as a remote helper)",
             hint="use an https:// or ssh:// URL",
@@ -264,8 +268,8 @@ def _file(split: SplitResult, port: int | None, shown: str) -> GitUrl:
 
 
 def _local_path(path: str, shown: str) -> GitUrl:
-    normal = posixpath.normpath(path)
-    normal = "/" + normal.lstrip("/")  # normpath keeps a leading '//', which is host syntax
+    # Re-rooted first: normpath keeps a leading '//' (host syntax) and turns '' into '.'.
+    normal = posixpath.normpath("/" + path.lstrip("/"))
     if normal == "/":
         raise GitUrlError(f"git URL {shown} names the filesystem root", hint="name a repository")
     url = "file://" + quote(normal, safe="/")
@@ -284,6 +288,8 @@ def _scp_parts(raw: str, shown: str) -> tuple[str, str, str] | None:
         return None
     at = raw.find("@")
     user, rest = "", raw
+    if at == 0:
+        raise GitUrlError(f"git URL {shown} has an empty ssh user name", hint="write e.g. git@HOST:OWNER/REPO")
     if at != -1 and (slash == -1 or at < slash):
         if ":" in raw[:at] and ":" in raw[at + 1 :]:
             raise GitUrlError(f"git URL {shown} embeds credentials", hint=_CREDENTIAL_HINT)
@@ -321,16 +327,14 @@ def _scp_like(parts: tuple[str, str, str], shown: str) -> GitUrl:
 
 def _scheme_less(raw: str, shown: str) -> GitUrl:
     """`github.com/o/r.git` means https; git itself would treat it as a local relative path."""
-    first, slash, rest = raw.partition("/")
+    first, slash, _ = raw.partition("/")
     if not slash or raw.startswith((".", "~")) or not _plausible_public_host(first):
         raise GitUrlError(
             f"git URL {shown} is a relative local path",
             hint="write https://HOST/OWNER/REPO.git, or an absolute path for a local repository",
         )
-    path = _repo_path("/" + rest, shown)
-    host = first.lower()
-    url = f"https://{host}{path}"
-    return GitUrl(url, "https", host, path, url, is_local=False)
+    # Exactly the checks (and result) of the https:// spelling, so both normalise alike.
+    return _scheme_url(f"https://{raw}", "https", shown)
 
 
 def _host(host: str | None, shown: str) -> str:

@@ -53,6 +53,10 @@ REFUSED: list[tuple[str, str]] = [
     ("git-remote-x::foo", "remote-helper transport"),
     ("https://github.com/o::r", "contains '::'"),
     ("git@github.com:o/r::x", "contains '::'"),
+    ("github.com:[::]", "contains '::'"),  # an IPv6 literal only counts in host position
+    ("https://github.com/[::1]", "contains '::'"),
+    ("@github.com:o/r", "empty ssh user"),
+    ("ssh://@github.com/o/r", "unusable ssh user"),
     ("-oProxyCommand=touch /tmp/x", "position"),  # whitespace is caught first
     ("-oProxyCommand=id:x", "starts with '-'"),
     ("--upload-pack=touch", "starts with '-'"),
@@ -108,6 +112,8 @@ REFUSED: list[tuple[str, str]] = [
     ("file://host/srv/r", "remote host in a file:// URL"),
     ("/", "filesystem root"),
     ("file:///../..", "filesystem root"),
+    ("FILE://", "filesystem root"),
+    ("file://", "filesystem root"),
     ("https://x.com/" + "a" * 2100, "longer than"),
 ]
 
@@ -120,6 +126,8 @@ CREDENTIAL_URLS = [
     ("git:RNRCANARY@github.com:o/r", "RNRCANARY"),
     ("http://x:RNRCANARY@localhost/r", "RNRCANARY"),
     ("https://x:RNRCANARY@github.com:99999/o/r", "RNRCANARY"),
+    ("https://gitlab.com/o/r.git?private_token=RNRCANARY", "RNRCANARY"),
+    ("https://gitlab.com/o/r.git#RNRCANARY", "RNRCANARY"),
 ]
 
 
@@ -144,8 +152,7 @@ def test_credentials_are_refused_without_echoing_them(raw: str, secret: str) -> 
         parse_git_url(raw)
     shown = f"{info.value.message} {info.value.hint}"
     assert secret not in shown
-    assert "***@" in shown
-    assert "runner secret set" in (info.value.hint or "") or "malformed" in info.value.message
+    assert "***" in shown
 
 
 def test_credential_message_shows_the_masked_url() -> None:
@@ -182,13 +189,51 @@ def _check_invariants(got: GitUrl) -> None:
     assert parse_git_url(got.url) == got
 
 
+# Fragments that matter to the parser, glued together: finds normalisation corner cases fast.
+PIECES = st.lists(
+    st.sampled_from(
+        [
+            "https://",
+            "http://",
+            "ssh://",
+            "git://",
+            "file://",
+            "git@",
+            "github.com",
+            "localhost",
+            "127.0.0.1",
+            "[::1]",
+            "[",
+            "]",
+            ":",
+            "::",
+            "/",
+            "//",
+            "@",
+            "-",
+            "..",
+            ".",
+            "~",
+            "%2F",
+            "?",
+            "#",
+            "o",
+            "r.git",
+            "22",
+        ]
+    ),
+    max_size=10,
+).map("".join)
 URLISH = st.text(alphabet=string.ascii_letters + string.digits + ":/@.-_~[]%?#+\\ \x00\n", max_size=60)
 
 
 @settings(max_examples=1000, deadline=None)
 @given(
     st.one_of(
-        URLISH, st.text(max_size=60), st.from_regex(r"(https?|ssh|git|file)://[a-z.:@\[\]0-9-]{0,20}/[a-z./-]{0,20}")
+        PIECES,
+        URLISH,
+        st.text(max_size=60),
+        st.from_regex(r"(https?|ssh|git|file)://[a-z.:@\[\]0-9-]{0,20}/[a-z./-]{0,20}"),
     )
 )
 def test_any_string_is_refused_cleanly_or_accepted_safely(raw: str) -> None:
@@ -219,6 +264,8 @@ def test_redact_url() -> None:
     assert redact_url("https://h/p") == "https://h/p"
     assert redact_url("git@h:o/r") == "git@h:o/r"
     assert redact_url("u:p@h:o/r") == "***@h:o/r"
+    assert redact_url("https://h/p?private_token=abc#x") == "https://h/p?***"
+    assert redact_url("https://h/p#abc") == "https://h/p#***"
     assert len(redact_url("https://h/" + "x" * 500)) == 200
 
 
