@@ -98,9 +98,11 @@ def privilege_problems(document: LoadedDocument) -> list[Problem]:
         for key in container:
             if key in PRIVILEGE_KEYS:
                 path = (*parent, key)
+                what = PRIVILEGE_KEYS[key]
+                subject = what.split(" (")[0].split()
+                plural = subject[-1].endswith("s") and not subject[0].endswith("ing")
                 problems.append(Problem(
-                    path, f"{PRIVILEGE_KEYS[key]} are refused by policy" if key.endswith("s") else
-                    f"{PRIVILEGE_KEYS[key]} is refused by policy",
+                    path, f"{what} {'are' if plural else 'is'} refused by policy",
                     hint="runner never grants privileges; remove the key (GPUs come from `resources`)",
                     position=document.position_of(path, key=True), policy=True,
                 ))
@@ -135,6 +137,11 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 def _explain(error: Any, document: LoadedDocument) -> Iterator[Problem]:
     path: JsonPath = tuple(error.absolute_path)
     keyword = error.validator
+    if "propertyNames" in error.schema_path and isinstance(error.instance, str):
+        # jsonschema reports a bad key as an error about the key string, at the mapping's path.
+        yield Problem(path, f"invalid name {_echo(error.instance, ())}", hint=_describe_schema(error.schema),
+                      position=document.position_of((*path, error.instance), key=True))
+        return
     if keyword == "additionalProperties" or (keyword == "unevaluatedProperties"):
         yield from _unknown_keys(error, document, path)
     elif keyword == "propertyNames":
@@ -205,8 +212,11 @@ def _alternatives(error: Any, document: LoadedDocument, path: JsonPath) -> Itera
                 yield from _explain(sub, document)
             return
     forms = [_branch_title(branch) for branch in branches]
+    takes_string = any(_branch_accepts_type(branch, "string") and isinstance(branch, dict) and
+                       ("type" in branch or "$ref" in branch) for branch in branches)
+    hint = _quote_hint(document, path, error.instance) if takes_string else None
     yield _located(document, path, f"expected {_join_or(forms)}, got {_type_word(instance_type)}",
-                   hint=_describe_schema(error.schema))
+                   hint=hint or _describe_schema(error.schema))
 
 
 def _error_depth_key(errors: list[Any]) -> tuple[int, int]:
@@ -312,15 +322,22 @@ def _hint(error: Any, document: LoadedDocument, path: JsonPath) -> str | None:
     keyword = error.validator
     if keyword == "type" and "string" in (error.validator_value if isinstance(error.validator_value, list)
                                          else [error.validator_value]):
-        raw = document.scalar_text.get(path)
-        if raw is not None and path and isinstance(path[-1], str):
-            shown = f"{raw} as {_type_word(_json_type(error.instance))}"
-            return f'YAML read {shown}; quote it: {path[-1]}: "{raw}"'
+        quote = _quote_hint(document, path, error.instance)
+        if quote:
+            return quote
     if keyword == "enum":
         close = difflib.get_close_matches(str(error.instance), [str(v) for v in error.validator_value], n=1)
         if close:
             return f"did you mean {close[0]!r}?"
     return _describe_schema(error.schema)
+
+
+def _quote_hint(document: LoadedDocument, path: JsonPath, instance: Any) -> str | None:
+    """`ref: 1.10` → 'YAML read 1.10 as a number; quote it: ref: "1.10"' (env values never echoed)."""
+    raw = document.scalar_text.get(path)
+    if raw is None or not path or not isinstance(path[-1], str) or path[:1] == ("env",):
+        return None
+    return f'YAML read {raw} as {_type_word(_json_type(instance))}; quote it: {path[-1]}: "{raw}"'
 
 
 def _describe(schema: Mapping[str, Any], key: str) -> str | None:

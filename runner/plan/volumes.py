@@ -115,7 +115,9 @@ class VolumePlanner:
             upper_dir=base / "upper",
             work_dir=base / "work",
         )
-        options = f"lowerdir={view.lower_dir},upperdir={view.upper_dir},workdir={view.work_dir}"
+        # redirect_dir/metacopy off: the upper dir then holds whole files and plain dirs, which export can link
+        options = (f"lowerdir={view.lower_dir},upperdir={view.upper_dir},workdir={view.work_dir},"
+                   "redirect_dir=off,metacopy=off")
         self.plan.volumes.append(VolumeSpec(view.volume_name, {"type": "overlay", "device": "overlay",
                                                                "o": options}))
         self.plan.mounts.append(Mount("volume", view.volume_name, target))

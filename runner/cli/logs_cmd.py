@@ -1,0 +1,33 @@
+"""`runner logs`: a run's output, live or after it ended (logs are kept when the container goes)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from runner.cli.render import EventPrinter
+from runner.engine.context import Engine
+
+
+@click.command()
+@click.argument("run")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the run ends (waits through initializing).")
+@click.option("--tail", type=click.IntRange(min=0), default=None, metavar="N", help="Only the last N lines.")
+@click.option("-t", "--timestamps", is_flag=True, help="Prefix engine timestamps (live runs only).")
+def logs(run: str, follow: bool, tail: int | None, timestamps: bool) -> int:
+    """Print a run's logs (stdout and stderr interleaved)."""
+    from runner.engine.logs import stream_logs
+    from runner.engine.reconcile import reconcile
+
+    engine = Engine.from_env(EventPrinter(quiet=True))
+    record = engine.store().get(run)
+    out = sys.stdout.buffer
+    for chunk in stream_logs(engine, record, follow=follow, tail=tail, timestamps=timestamps):
+        out.write(chunk)
+        if follow:
+            out.flush()
+    out.flush()
+    if follow:
+        reconcile(engine, [engine.store().get(record.id)])  # the run ended: finish it now
+    return 0
