@@ -40,7 +40,7 @@ test-unit: venv ## Unit tier only: no Docker, seconds
 test: venv images lint typecheck ## Everything CI runs: lint, typecheck and all test tiers (Docker required)
 	RUNNER_REQUIRE_DOCKER=1 $(BIN)/pytest tests -q
 
-quickstart: venv ## Walk through the example manifests (scripts/quickstart.sh)
+quickstart: venv ## From a fresh clone to a running vLLM-shaped demo server with Prometheus (scripts/quickstart.sh)
 	scripts/quickstart.sh
 
 bench: venv images ## Run the benchmarks (python -m benchmarks)

@@ -80,6 +80,14 @@ class SecretStore:
         finally:
             os.close(dir_fd)
 
+    def path(self, name: str) -> Path:
+        """Where NAME's value lives (for `$(cat …)` in scripts); the value itself is never printed."""
+        path = self._path(name)
+        if not path.is_file():
+            raise NotFoundError(f"no secret named {name!r}",
+                                hint=f"store it: printf %s VALUE | runner secret set {name}")
+        return path
+
     def remove(self, name: str) -> None:
         try:
             self._path(name).unlink()

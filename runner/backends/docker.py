@@ -204,7 +204,7 @@ class DockerBackend:
     def stats(self, container_id: str) -> dict[str, Any] | None:
         try:
             data = self._json("GET", f"/containers/{container_id}/stats", "read container stats",
-                              params={"stream": False}, timeout=15.0)
+                              params={"stream": False, "one-shot": True}, timeout=15.0)
         except EngineNotFound:
             return None
         return dict(data or {})

@@ -72,3 +72,11 @@ def remove_secret(names: tuple[str, ...]) -> int:
         store.remove(name)
         click.echo(f"removed secret {name}")
     return 0
+
+
+@secret.command("path")
+@click.argument("name")
+def secret_path(name: str) -> int:
+    """Print the file that holds NAME's value (not the value), e.g. for `$(cat "$(runner secret path NAME)")`."""
+    click.echo(str(_store().path(name)))
+    return 0

@@ -40,8 +40,9 @@ def validate(path: str, env: tuple[str, ...], env_file: str | None, template_var
 
 
 def summary(manifest: Manifest) -> str:
-    image = manifest.image.ref or "image built from " + str(manifest.image.build and manifest.image.build.context)
-    parts = [f"{manifest.run_type} run {manifest.name!r}", f"image {image}"]
+    build = manifest.image.build
+    image = f"image built from {build.context or 'setup commands'}" if build else f"image {manifest.image.ref}"
+    parts = [f"{manifest.run_type} run {manifest.name!r}", image]
     if manifest.steps:
         parts.append(f"{len(manifest.steps)} step{'s' if len(manifest.steps) != 1 else ''}")
     if manifest.ports:

@@ -136,7 +136,7 @@ def _initialize_and_start(engine: Engine, plan: RunPlan, loaded: LoadedManifest,
         if plan.image.build is not None:
             from runner.builds import build_image
 
-            image = build_image(backend, plan.image.build, engine.events)
+            image = build_image(backend, plan.image.build, engine.events, name=plan.run_name)
         else:
             assert image is not None
             auth = registry_auth(image, plan.image.credential_name, engine.secrets())

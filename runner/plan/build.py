@@ -92,7 +92,7 @@ def build_plan(loaded: LoadedManifest, options: PlanOptions, facts: HostFacts) -
     env += [("RUNNER_RUN_ID", options.run_id), ("RUNNER_RUN_NAME", run_name), ("TINI_KILL_PROCESS_GROUP", "1")]
     if gpus:
         env.append(("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"))
-    image = _image(manifest)
+    image = image_plan(manifest)
     container = ContainerSpec(
         name=f"runner-{options.run_id}",
         image=image.ref or "",
@@ -143,7 +143,7 @@ def _entrypoint(manifest: Manifest, options: PlanOptions) -> EntrypointSpec | No
     )
 
 
-def _image(manifest: Manifest) -> ImagePlan:
+def image_plan(manifest: Manifest) -> ImagePlan:
     spec = manifest.image
     if spec.build is None:
         return ImagePlan(ref=spec.ref, credential_name=spec.credential_name)
