@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 from runner.backends.base import EngineNotFound
@@ -63,12 +64,15 @@ def _docker_config_auth(ref: str) -> dict[str, Any] | None:
     return dict(found) if found else None
 
 
-def ensure_image(backend: DockerBackend, ref: str, auth_header: str | None, events: EventSink) -> bool:
-    """Make `ref` present locally. Returns True when it had to be pulled."""
+def ensure_image(backend: DockerBackend, ref: str, auth: Callable[[], str | None], events: EventSink) -> bool:
+    """Make `ref` present locally. Returns True when it had to be pulled.
+
+    `auth` is called only when a pull is needed (reading the Docker config costs a docker-py import).
+    """
     if backend.image_present(ref):
         return False
     try:
-        for event in backend.pull(ref, auth_header):
+        for event in backend.pull(ref, auth()):
             if "error" in event:
                 detail = event.get("errorDetail", {}).get("message") or event["error"]
                 raise ImagePullError(f"could not pull {ref}: {detail}", hint=_pull_hint(str(detail)))

@@ -8,10 +8,11 @@ so several exporters or restarts never disagree). Metric names use the `runner_`
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from runner.engine.context import Engine
+from runner.errors import UsageError
 from runner.store import ALL_STATUSES, RunRecord
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
@@ -56,7 +57,7 @@ class RunCollector:
             phases.add_metric([phase], buckets, total)
         yield phases
         yield from self._exports(records, CounterMetricFamily)
-        yield from self._containers(records, GaugeMetricFamily)
+        yield from self._containers(records, CounterMetricFamily, GaugeMetricFamily)
 
     def _records(self) -> list[RunRecord]:
         if not self.engine.home.db_path.exists():
@@ -71,9 +72,9 @@ class RunCollector:
         counter.add_metric(["failed"], float(sum(1 for e in done if e.get("error"))))
         yield counter
 
-    def _containers(self, records: list[RunRecord], family: Any) -> Iterator[Any]:
-        cpu = family("runner_container_cpu_seconds", "Container CPU time used", labels=["run_id", "name"])
-        memory = family("runner_container_memory_bytes", "Container memory in use", labels=["run_id", "name"])
+    def _containers(self, records: list[RunRecord], counter: Any, gauge: Any) -> Iterator[Any]:
+        cpu = counter("runner_container_cpu_seconds", "Container CPU time used", labels=["run_id", "name"])
+        memory = gauge("runner_container_memory_bytes", "Container memory in use", labels=["run_id", "name"])
         if self.container_stats:
             for record in records:
                 if record.status not in ("running", "idle") or not record.container_id:
@@ -98,8 +99,15 @@ def serve(engine: Engine, host: str, port: int) -> Any:
     return server
 
 
-def run_forever(engine: Engine, host: str, port: int) -> None:
-    server = serve(engine, host, port)
+def run_forever(engine: Engine, host: str, port: int, on_ready: Callable[[], None] | None = None) -> None:
+    """Serve until interrupted; a port that cannot be bound is a usage error, not a crash."""
+    try:
+        server = serve(engine, host, port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                         hint="pick another --port (or stop whatever listens there)") from None
+    if on_ready is not None:
+        on_ready()
     try:
         while True:
             time.sleep(3600)

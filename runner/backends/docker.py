@@ -107,6 +107,12 @@ class DockerBackend:
         with contextlib.suppress(EngineNotFound):
             self._call("DELETE", f"/images/{ref}", "remove the image", params={"force": True}).read()
 
+    def prune_dangling_images(self, labels: Sequence[str]) -> int:
+        """Remove untagged images carrying all `labels`; returns how many went."""
+        data = self._json("POST", "/images/prune", "prune images",
+                          params={"filters": {"dangling": ["true"], "label": list(labels)}}, timeout=120.0)
+        return len((data or {}).get("ImagesDeleted") or [])
+
     # -- containers -----------------------------------------------------------------------------
     def create_volume(self, volume: VolumeSpec, labels: Mapping[str, str]) -> None:
         body = {"Name": volume.name, "Driver": "local", "DriverOpts": dict(volume.driver_opts), "Labels": dict(labels)}

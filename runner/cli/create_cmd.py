@@ -106,6 +106,8 @@ def plan_lines(plan: dict[str, Any]) -> list[str]:
                       f"logs {container['logs']['max_files']}×{container['logs']['max_size']}"])
     for warning in plan["warnings"]:
         lines.append(f"  warning: {warning}")
+    for note in plan.get("notes", []):
+        lines.append(f"  note: {note}")
     return lines
 
 

@@ -16,10 +16,12 @@ def exporter(port: int, host: str) -> int:
 
     \b
     Metrics: runner_runs{status}, runner_time_to_ready_seconds, runner_phase_duration_seconds{phase},
-    runner_exports{result}, runner_container_cpu_seconds{run_id,name}, runner_container_memory_bytes{run_id,name}.
+    runner_exports{result}, runner_container_cpu_seconds_total{run_id,name}, runner_container_memory_bytes{run_id,name}.
     """
     from runner.metrics import run_forever
 
-    click.echo(f"serving runner metrics on http://{host}:{port}/metrics (Ctrl-C to stop)", err=True)
-    run_forever(Engine.from_env(), host, port)
+    def announce() -> None:  # only once the port is bound: the line is what scripts wait for
+        click.echo(f"serving runner metrics on http://{host}:{port}/metrics (Ctrl-C to stop)", err=True)
+
+    run_forever(Engine.from_env(), host, port, on_ready=announce)
     return 0

@@ -31,8 +31,8 @@ class EventPrinter:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Notice):
-            if event.level == "warning":
-                click.echo(f"warning: {event.text}", err=True)
+            if event.level in ("warning", "note"):
+                click.echo(f"{event.level}: {event.text}", err=True)
             elif not self.quiet:
                 click.echo(f"  {event.text}", err=True)
         elif self.quiet:

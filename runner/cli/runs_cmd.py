@@ -187,11 +187,11 @@ def gc(grace: float, dry_run: bool, as_json: bool) -> int:
     report = collect(_engine(), grace_s=grace, dry_run=dry_run)
     if as_json:
         echo_json({"dry_run": dry_run, "containers": report.containers, "volumes": report.volumes,
-                   "run_dirs": report.run_dirs, "staging_removed": report.staging})
+                   "run_dirs": report.run_dirs, "staging_removed": report.staging, "images_removed": report.images})
         return 0
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb}: {len(report.containers)} container(s), {len(report.volumes)} volume(s), "
-               f"{len(report.run_dirs)} run dir(s), {report.staging} staging dir(s)")
+               f"{len(report.run_dirs)} run dir(s), {report.staging} staging dir(s), {report.images} stale image(s)")
     for name in report.containers + report.volumes:
         click.echo(f"  {name}")
     return 0

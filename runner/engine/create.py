@@ -65,6 +65,8 @@ def create_run(engine: Engine, loaded: LoadedManifest, flags: RunFlags) -> Creat
     ), gather_host_facts(loaded.manifest, engine.home))
     for warning in plan.warnings:
         engine.events(Notice(warning, "warning"))
+    for note in plan.notes:
+        engine.events(Notice(note, "note"))
     record, created = store.insert_intent(_intent(plan, loaded))
     if not created:
         return CreateResult(record, None, adopted=True)
@@ -136,16 +138,19 @@ def _initialize_and_start(engine: Engine, plan: RunPlan, loaded: LoadedManifest,
         if plan.image.build is not None:
             from runner.builds import build_image
 
-            image = build_image(backend, plan.image.build, engine.events, name=plan.run_name)
+            # the manifest's name, not the run's: `--name` must not change the content-hash tag
+            image = build_image(backend, plan.image.build, engine.events, name=loaded.manifest.name)
+            store.update(plan.run_id, image=image)
         else:
             assert image is not None
-            auth = registry_auth(image, plan.image.credential_name, engine.secrets())
-            ensure_image(backend, image, auth, engine.events)
+            ref, credential = image, plan.image.credential_name
+            ensure_image(backend, ref, lambda: registry_auth(ref, credential, engine.secrets()), engine.events)
     _abort_if_stopped(store, plan)
     with engine.phase(plan.run_id, "imports"):
         imported = prepare_imports(plan, engine.home, engine.secrets(), engine.events,
                                    plan_allows_local(loaded, plan))
     store.merge_json(plan.run_id, "details", {"imported": imported})
+    checkpoint("after_imports")
     _abort_if_stopped(store, plan)
     with engine.phase(plan.run_id, "start"):
         container_id = _start_container(engine, plan, loaded, image or "")

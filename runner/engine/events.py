@@ -33,7 +33,7 @@ class Progress:
 @dataclass(frozen=True)
 class Notice:
     text: str
-    level: str = "info"  # info | warning
+    level: str = "info"  # info (progress chatter) | note (worth saying even when quiet) | warning
 
 
 Event = PhaseStarted | PhaseFinished | Progress | Notice

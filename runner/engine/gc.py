@@ -2,8 +2,9 @@
 
 Only objects labelled with *this* store's id are considered (two runner homes on one host never
 collect each other's), and only when older than the grace, so a create in progress is safe.
-Containers and volumes of ended or unknown runs, run directories of deleted records, and stale
-artifact staging directories go; `dry_run` only reports.
+Containers and volumes of ended or unknown runs, run directories of deleted records, stale artifact
+staging directories and untagged images that rebuilds of `image.build` left behind go; `dry_run` only
+reports.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from runner.backends.spec import LABEL_RUN_ID, LABEL_STORE
+from runner.builds import BUILD_HASH_LABEL
 from runner.engine.context import Engine
 from runner.engine.reconcile import reconcile
 
@@ -25,6 +27,7 @@ class GcReport:
     volumes: list[str] = field(default_factory=list)
     run_dirs: list[str] = field(default_factory=list)
     staging: int = 0
+    images: int = 0  # untagged images left behind by rebuilds of `image.build`
 
 
 def collect(engine: Engine, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False) -> GcReport:
@@ -51,6 +54,8 @@ def collect(engine: Engine, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool =
                 backend.remove_volume(str(volume.get("Name")))
     _run_dirs(engine, known, live, report, dry_run)
     report.staging = _staging(engine, grace_s, dry_run)
+    if not dry_run:
+        report.images = backend.prune_dangling_images([BUILD_HASH_LABEL])
     return report
 
 

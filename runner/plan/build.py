@@ -117,6 +117,7 @@ def build_plan(loaded: LoadedManifest, options: PlanOptions, facts: HostFacts) -
         exports=tuple(volumes.exports), endpoints=endpoints, gpu_count=gpus,
         max_runtime_s=manifest.interactive.max_runtime_s if manifest.interactive else None,
         secret_env=manifest.secret_env_names, run_dir=run_dir, warnings=tuple(warnings),
+        notes=tuple(volumes.notes),
     )
 
 

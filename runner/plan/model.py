@@ -108,6 +108,7 @@ class RunPlan:
     secret_env: tuple[str, ...] = ()
     run_dir: Path = field(default_factory=Path)
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def needs_gpu(self) -> bool:

@@ -47,6 +47,7 @@ def plan_to_json(plan: RunPlan) -> dict[str, Any]:
                      "changes_from": str(e.view.upper_dir)} for e in plan.exports],
         "max_runtime_s": plan.max_runtime_s,
         "warnings": list(plan.warnings),
+        "notes": list(plan.notes),
     }
 
 

@@ -83,6 +83,7 @@ class VolumePlan:
     volumes: list[VolumeSpec] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # expected situations worth saying (a first cache run)
 
 
 class VolumePlanner:
@@ -162,7 +163,8 @@ class VolumePlanner:
             return
         version = found.version if found else None
         if version is None:
-            self.plan.warnings.append(f"{source.kind} {source.name} does not exist yet: {target} starts empty")
+            self.plan.notes.append(f"{source.kind} {source.name} does not exist yet: {target} starts empty "
+                                   "(expected on the first run of a cache)")
         view = self._overlay(target, found.files_dir if found else None)
         self._overlays[target] = (view, version)
         self.plan.imports.append(ArtifactImport(target, source.kind, source.name, version, view))
