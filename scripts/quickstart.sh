@@ -63,7 +63,21 @@ ensure_api_key() {
     else
         say "API key: from the secret store"
     fi
-    echo "\$(cat \"\$(${RUNNER_BIN} secret path API_KEY)\")"
+    # The file's absolute path, so the examples work in any shell (whatever its RUNNER_HOME and PATH).
+    local key_file
+    key_file="$("${RUNNER_BIN}" secret path API_KEY)"
+    echo "\$(cat $(printf '%q' "${key_file}"))"
+}
+
+# The Python for the openai example: runner's venv has the openai package (a test extra); python3 may not.
+example_python() {
+    local venv_python
+    venv_python="$(dirname "${RUNNER_BIN}")/python"
+    if [[ -x "${venv_python}" ]] && "${venv_python}" -c 'import openai' >/dev/null 2>&1; then
+        echo "${venv_python}"
+    else
+        echo python3
+    fi
 }
 
 main() {
@@ -76,9 +90,11 @@ main() {
     say "runner create -f manifests/quickstart.yaml --wait (builds the image the first time)"
     result="$("${RUNNER_BIN}" create -f "${MANIFEST}" --wait --timeout 300 --json)" \
         || { printf '%s\n' "${result:-}" >&2; die "the quickstart run did not become ready"; }
-    python3 - "${key_expr}" "${result}" <<'PY'
-import json, sys
+    python3 - "${key_expr}" "${result}" "${RUNNER_BIN}" "$(example_python)" <<'PY'
+import json, shlex, sys
 key_expr, run = sys.argv[1], json.loads(sys.argv[2])
+runner, python = shlex.quote(sys.argv[3]), shlex.quote(sys.argv[4])
+needs = "" if python != "python3" else "  # needs the openai package: pip install openai\n"
 api, prom = run["endpoints"].get("vllm"), run["endpoints"].get("prometheus")
 print(f"""
 Run {run['id']} ({run['name']}) is {run['status']}.
@@ -90,7 +106,7 @@ Try it:
     -H "Authorization: Bearer {key_expr}" -H 'Content-Type: application/json' \\
     -d '{{"model": "runner-demo", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
 
-  OPENAI_API_KEY="{key_expr}" python3 -c '
+{needs}  OPENAI_API_KEY="{key_expr}" {python} -c '
 from openai import OpenAI
 client = OpenAI(base_url="{api}/v1")
 for chunk in client.chat.completions.create(model="runner-demo", stream=True,
@@ -99,7 +115,8 @@ for chunk in client.chat.completions.create(model="runner-demo", stream=True,
 print()'
 
   Prometheus targets: {prom}/targets     metrics: {api}/metrics
-  Logs:  runner logs {run['id']} -f      Stop (exports the cache artifact):  runner terminate {run['id']}
+  Logs:  {runner} logs {run['id']} -f
+  Stop (exports the cache artifact):  {runner} terminate {run['id']}
 """)
 PY
 }

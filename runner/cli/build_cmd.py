@@ -28,7 +28,7 @@ def build(path: str, env: tuple[str, ...], env_file: str | None, template_vars: 
       runner build -f train.yaml -t my/train:1
     """
     from runner.backends.docker import DockerBackend
-    from runner.builds import build_image
+    from runner.builds import build_or_skip
     from runner.plan.build import image_plan
 
     loaded = load_manifest(build_request(path, env, env_file, template_vars, strict=False))
@@ -36,10 +36,10 @@ def build(path: str, env: tuple[str, ...], env_file: str | None, template_vars: 
     if plan.build is None:
         raise UsageError(f"{loaded.source} has no image.build to build",
                          hint="add image.build.context (+ dockerfile) or image.build.setup (with image.url as base)")
-    ref = build_image(DockerBackend(), plan.build, EventPrinter(quiet=as_json), name=loaded.manifest.name,
-                      tag=tag, force=force)
+    outcome = build_or_skip(DockerBackend(), plan.build, EventPrinter(quiet=as_json), name=loaded.manifest.name,
+                            tag=tag, force=force)
     if as_json:
-        echo_json({"image": ref})
+        echo_json({"image": outcome.ref, "built": not outcome.skipped})
     else:
-        click.echo(f"built {ref}")
+        click.echo(f"{outcome.ref} (up to date, not rebuilt)" if outcome.skipped else f"built {outcome.ref}")
     return 0
