@@ -73,7 +73,9 @@ __runner_log() { printf '[runner] %s\\n' "$*" >&2; }
 __runner_state() { printf 'phase=%s\\nstep=%s\\nexit=%s\\n' "$1" "$2" "$3" > STATE.tmp && mv STATE.tmp STATE; }
 __runner_step=0
 trap '__rc=$?; [ -f STATE ] && grep -q "^phase=idle" STATE || __runner_state exited "$__runner_step" "$__rc"' EXIT
-trap 'trap - TERM; __runner_log "stop requested; waiting for processes to exit"; wait; exit 143' TERM
+__runner_watchdog=
+trap 'trap - TERM; __runner_log "stop requested; waiting for processes to exit"; \
+[ -z "$__runner_watchdog" ] || kill -KILL "$__runner_watchdog" 2>/dev/null; wait; exit 143' TERM
 """
 
 
@@ -110,6 +112,8 @@ def _watchdog(max_runtime_s: float, grace_s: float) -> str:
         f"( sleep {seconds}; trap '' TERM; "
         f"__runner_log 'max_runtime ({seconds}s) exceeded; stopping the run'; "
         f"kill -TERM 0; sleep {grace}; kill -KILL 0 ) &\n"
+        # the TERM trap stops the watchdog: `wait` must not sit out its grace once the steps have ended
+        "__runner_watchdog=$!\n"
     )
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 
 from runner.cli.render import EventPrinter
 from runner.engine.context import Engine
+
+STOP_SETTLE_S = 10.0
 
 
 @click.command()
@@ -21,7 +24,7 @@ def logs(run: str, follow: bool, tail: int | None, timestamps: bool) -> int:
     from runner.engine.reconcile import reconcile
 
     engine = Engine.from_env(EventPrinter(quiet=True))
-    record = engine.store().get(run)
+    record = reconcile(engine, [engine.store().get(run)])[0]  # an ended run's logs are then kept, its container gone
     out = sys.stdout.buffer
     for chunk in stream_logs(engine, record, follow=follow, tail=tail, timestamps=timestamps):
         out.write(chunk)
@@ -29,5 +32,18 @@ def logs(run: str, follow: bool, tail: int | None, timestamps: bool) -> int:
             out.flush()
     out.flush()
     if follow:
+        _await_stopped(engine, record.id)
         reconcile(engine, [engine.store().get(record.id)])  # the run ended: finish it now
     return 0
+
+
+def _await_stopped(engine: Engine, run_id: str) -> None:
+    """The stream ends when the container's output closes, a moment before the engine marks it
+    exited; a reconcile in between would still see it running and leave the ended run unfinished."""
+    record = engine.store().get(run_id)
+    deadline = time.monotonic() + STOP_SETTLE_S
+    while not record.is_terminal and time.monotonic() < deadline:
+        state = engine.backend().inspect(record.container_id or record.container_name)
+        if state is None or not state.running:
+            return
+        time.sleep(0.05)

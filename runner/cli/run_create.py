@@ -40,6 +40,7 @@ def create_run(request: ManifestRequest, flags: RunFlags, *, wait: bool, timeout
     loaded = load_manifest(request)
     for warning in loaded.warnings:
         click.echo(format_problem(loaded.source, warning), err=True)
+    _settle_same_name(engine, flags.run_name or loaded.manifest.name)
     with _foreground_signals():
         try:
             result = engine_create(engine, loaded, flags)
@@ -54,6 +55,18 @@ def create_run(request: ManifestRequest, flags: RunFlags, *, wait: bool, timeout
         except (KeyboardInterrupt, _Signalled) as interrupt:
             return _interrupted(engine, interrupt, flags.grace_s)
     return _report(engine, record, as_json=as_json, waited=wait, ready=ready)
+
+
+def _settle_same_name(engine: Engine, name: str) -> None:
+    """An "active" run with this name may have ended unobserved: reconcile it first, so create neither
+    adopts a finished run nor refuses the name because of one."""
+    from runner.engine.reconcile import reconcile
+
+    if not engine.home.db_path.exists():
+        return
+    same = [record for record in engine.store().active() if record.name == name]
+    if same:
+        reconcile(engine, same)
 
 
 def _wait(engine: Engine, record: RunRecord, timeout: float | None) -> Any:

@@ -57,19 +57,22 @@ def probe(endpoint: dict[str, Any]) -> bool:
 
 def wait_ready(engine: Engine, record: RunRecord, timeout_s: float | None) -> ReadyResult:
     store = engine.store(create=True)
-    pending = [e for e in record.endpoints if e.get("type") in ("http", "tcp") and e.get("host_port")]
+    probed = [e for e in record.endpoints if e.get("type") in ("http", "tcp")]
+    pending = [e for e in probed if e.get("host_port")]
     started = time.monotonic()
-    interval, last_state_check = FIRST_INTERVAL_S, started
+    # A port the engine reported no binding for: the container ended before it was inspected, so check
+    # now instead of calling an unprobeable port ready.
+    interval, last_state_check = FIRST_INTERVAL_S, started - (STATE_CHECK_S if len(pending) < len(probed) else 0)
     while True:
         pending = [endpoint for endpoint in pending if not probe(endpoint)]
-        if not pending:
-            return ReadyResult(_mark_ready(engine, record), ready=True, ended=False, timed_out=False)
         now = time.monotonic()
         if now - last_state_check >= STATE_CHECK_S:
             last_state_check = now
             state = engine.backend().inspect(record.container_id or record.container_name)
             if state is None or not state.running:
                 return ReadyResult(finalize(engine, store.get(record.id), stop=False), False, True, False)
+        if not pending:
+            return ReadyResult(_mark_ready(engine, record), ready=True, ended=False, timed_out=False)
         if timeout_s is not None and now - started >= timeout_s:
             names = ", ".join(e["name"] for e in pending)
             engine.events(Notice(f"not ready after {timeout_s:g}s (waiting for {names}); the run keeps going",

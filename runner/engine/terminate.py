@@ -21,6 +21,11 @@ def terminate(engine: Engine, ref: str, grace_s: float | None) -> RunRecord:
     record = store.get(ref)
     if record.is_terminal:
         return record
+    # Engine first: a container that ended or vanished on its own is reported as what happened, not as
+    # "terminated by user", and an unreachable engine fails here, before anything is written.
+    record = reconcile(engine, [record])[0]
+    if record.is_terminal:
+        return record
     marked = store.update(record.id, stop_requested=1)
     if marked is None:
         return store.get(record.id)
