@@ -13,6 +13,7 @@ from runner.engine.context import Engine
 from runner.store import RunRecord
 
 RECENT_ENDED = 10
+STATUS_REASON_CHARS = 40
 PHASE_ORDER = ("image", "imports", "start", "ready", "export")
 
 
@@ -50,8 +51,10 @@ def list_runs(show_all: bool, as_json: bool) -> int:
 
 
 def _status(record: RunRecord) -> str:
-    if record.status in ("completed", "failed") and record.exit_code not in (None, 0):
-        return f"{record.status} ({record.exit_code})"
+    """`failed (GPU unavailable)`, `failed (exit code 3 (step 2/2))`: the reason, short, for failed runs."""
+    if record.status == "failed" and record.reason:
+        reason = record.reason.split(":")[0] if len(record.reason) > STATUS_REASON_CHARS else record.reason
+        return f"failed ({reason[:STATUS_REASON_CHARS]})"
     return record.status
 
 
@@ -169,7 +172,8 @@ def terminate(runs: tuple[str, ...], grace: float | None, as_json: bool) -> int:
         if not as_json:
             click.echo(f"run {record.id} ({record.name}): {record.status}"
                        + (f" — {record.reason}" if record.reason else "")
-                       + (f", exit code {record.exit_code}" if record.exit_code is not None else ""))
+                       + (f", exit code {record.exit_code}"
+                          if record.exit_code is not None and "exit code" not in (record.reason or "") else ""))
     if as_json:
         echo_json([run_json(r) for r in results])
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -282,3 +283,5 @@ def _record_failure(engine: Engine, plan: RunPlan, exc: BaseException) -> None:
     with contextlib.suppress(EngineError):  # if the engine is gone, reconcile and gc find them by label
         remove_run_objects(engine.backend(), store.store_id, plan.run_id)
     store.update(plan.run_id, status=status, reason=reason, finished_at=time.time())
+    for scratch in ("imports", "volumes"):  # a failed import's checkout is of no use to anyone
+        shutil.rmtree(plan.run_dir / scratch, ignore_errors=True)

@@ -35,12 +35,13 @@ def signal_name(number: int) -> str:
 def classify(state: ContainerState, *, stop_requested: bool, deadline: float | None,
              failed_step: str | None = None) -> Outcome:
     code = state.exit_code
-    if stop_requested:
-        return Outcome("terminated", "terminated by user", code)
     hit_deadline = (deadline is not None and state.finished_at is not None
                     and state.finished_at >= deadline - DEADLINE_SLACK_S)
+    # checked first: when the in-container watchdog is missing, reconcile stops the run itself
     if hit_deadline and code in (124, 137, 143):
         return Outcome("terminated", "max_runtime exceeded", code)
+    if stop_requested:
+        return Outcome("terminated", "terminated by user", code)
     if code == 0:
         warning = "a process in the run was killed for lack of memory (OOM); the run still exited 0" \
             if state.oom_killed else None

@@ -35,7 +35,8 @@ _CONCAT = "_runner_concat"
 # `%` conversion specs: optional (key), flags, width, .precision, length modifier, type.
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d*))?[hlL]?(.)", re.DOTALL)
 
-_MARKERS = ("{{", "{%", "{#")
+# `{#` (a Jinja comment) is not a marker: shell commands use `${#VAR}` (string length) all the time
+_MARKERS = ("{{", "{%")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ALLOWED_FILTERS = frozenset({
     "abs", "capitalize", "count", "d", "default", "first", "float", "int", "join", "last", "length", "list",
@@ -92,9 +93,9 @@ def _weight(value: Any, limit: int) -> int:
     while stack and total <= limit:
         item = stack.pop()
         if isinstance(item, str):
-            total += len(item) + 2
+            total += len(item)
         elif isinstance(item, (list, tuple, set, frozenset, dict)):
-            total += 2 + 2 * len(item)
+            total += 2 + 4 * len(item)  # brackets; quotes and ", " per element
             if total <= limit:
                 stack.extend(item)
                 if isinstance(item, dict):
@@ -317,10 +318,16 @@ def _bound_tree(tree: Any) -> Any:
 def _guard(name: str, func: Callable[..., Any], budget: _Budget) -> Callable[..., Any]:
     """Charge a filter's input to the budget and refuse arguments that could make huge output
     (e.g. truncate(10**9), or a join whose separator repeats a long string)."""
+    from jinja2 import Undefined
+
     offset = 1 if hasattr(func, "jinja_pass_arg") else 0
+    takes_undefined = name in ("default", "d")
 
     def guarded(*args: Any, **kwargs: Any) -> Any:
         budget.take_steps()
+        for value in args[offset:] if not takes_undefined else ():
+            if isinstance(value, Undefined):
+                str(value)  # StrictUndefined raises "'lr' is undefined" here, not a TypeError inside the filter
         for value in (*args, *kwargs.values()):
             if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_OUTPUT_CHARS:
                 raise _TemplateLimitError("a filter argument is too large")
