@@ -101,7 +101,8 @@ def run_details(plan: RunPlan) -> dict[str, Any]:
         "imports": described["imports"],
         "exports": [{"target": e.target, "artifact": f"{e.kind}:{e.name}"} for e in plan.exports],
         "export_views": [{"target": e.target, "kind": e.kind, "name": e.name, "upper": str(e.view.upper_dir),
-                          "base_version": e.base_version} for e in plan.exports],
+                          "base": {"kind": e.base.kind, "name": e.base.name, "version": e.base.version}
+                          if e.base else None} for e in plan.exports],
         "max_runtime_s": plan.max_runtime_s,
         "grace_s": plan.container.stop_timeout_s,
         "secret_env": list(plan.secret_env),

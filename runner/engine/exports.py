@@ -8,16 +8,19 @@ on the run; other exports still happen.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.engine.context import Engine
 from runner.engine.events import Notice, PhaseFinished, PhaseStarted
-from runner.errors import RunnerError
+from runner.errors import ExportFailedError, RunnerError
 from runner.store import RunRecord
+
+if TYPE_CHECKING:
+    from runner.artifacts import ArtifactStore, VersionHandle
 
 
 def publish_exports(engine: Engine, record: RunRecord, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from runner.artifacts import ArtifactRef, ArtifactStore
+    from runner.artifacts import ArtifactStore
 
     store = ArtifactStore(engine.home.ensure_dir(engine.home.artifacts_dir))
     results = []
@@ -26,9 +29,7 @@ def publish_exports(engine: Engine, record: RunRecord, views: list[dict[str, Any
         engine.events(PhaseStarted("export", f"{view['target']} → {artifact}"))
         result: dict[str, Any] = {"target": view["target"], "artifact": artifact, "version": None, "error": None}
         try:
-            lower = None
-            if view.get("base_version"):
-                lower = store.resolve(ArtifactRef(view["kind"], view["name"], int(view["base_version"])))
+            lower = _base(store, view)
             published = store.publish_tree(view["kind"], view["name"], lower=lower, upper=Path(view["upper"]),
                                            run_id=record.id)
             result["version"] = published.number
@@ -43,3 +44,18 @@ def publish_exports(engine: Engine, record: RunRecord, views: list[dict[str, Any
         engine.events(PhaseFinished("export", 0.0, artifact))
         results.append(result)
     return results
+
+
+
+def _base(store: ArtifactStore, view: dict[str, Any]) -> VersionHandle | None:
+    """The imported version under the export path; its absence is an error, not an empty base."""
+    from runner.artifacts import ArtifactRef
+
+    base = view.get("base")
+    if not base:
+        return None
+    handle = store.resolve(ArtifactRef(base["kind"], base["name"], int(base["version"])))
+    if handle is None:
+        raise ExportFailedError(f"the imported {base['kind']} {base['name']} version {base['version']} is gone",
+                                hint="it was removed while the run used it; the run's changes alone were not published")
+    return handle

@@ -2,15 +2,21 @@
 
 Steps, each safe to repeat after a crash (the run stays `stopping` until the last one):
 claim (status `stopping`, owner = this process) → stop if asked (SIGTERM, grace, SIGKILL) →
-read the exit state → persist the logs (secrets masked) → export declared paths as new artifact
-versions → remove the container and the run's volumes → the terminal status with its reason.
+read and persist the exit state → persist the logs (secrets masked) → export declared paths as
+new artifact versions (results persisted) → remove the container and the run's volumes → the
+terminal status with its reason. What is persisted before the container goes is what a resumed
+finalizer uses once the container is gone. One finalizer per run at a time: a per-run flock, which
+the kernel releases if its holder dies, so racing `list`s never export or remove twice.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,8 @@ from runner.manifest.secretbag import Masker
 from runner.store import ACTIVE_STATUSES, RunRecord, owner_token, process_alive
 
 LOG_FILE = "container.log"
+LOCK_FILE = "finalize.lock"
+FINALIZER_WAIT_S = 300.0  # a stop waits this long for a concurrent finalizer (exports of large caches)
 
 
 def log_path(engine: Engine, run_id: str) -> Path:
@@ -35,6 +43,38 @@ def log_path(engine: Engine, run_id: str) -> Path:
 
 
 def finalize(engine: Engine, record: RunRecord, *, stop: bool, grace_s: float | None = None) -> RunRecord:
+    """Finish the run. A stop waits for a concurrent finalizer; a reconcile leaves the run to it."""
+    with _finalizer_lock(engine, record.id, wait=stop) as held:
+        if not held:
+            return engine.store().get(record.id)  # another process is finishing it right now
+        return _finalize(engine, record, stop=stop, grace_s=grace_s)
+
+
+@contextmanager
+def _finalizer_lock(engine: Engine, run_id: str, *, wait: bool) -> Iterator[bool]:
+    run_dir = engine.home.run_dir(run_id)
+    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        yield _acquire(fd, FINALIZER_WAIT_S if wait else 0.0)
+    finally:
+        os.close(fd)
+
+
+def _acquire(fd: int, wait_s: float) -> bool:
+    """The lock within `wait_s` (polled, so a stuck finalizer cannot hang `terminate` forever)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+
+def _finalize(engine: Engine, record: RunRecord, *, stop: bool, grace_s: float | None) -> RunRecord:
     store = engine.store(create=True)
     claimed = store.update(record.id, expect=ACTIVE_STATUSES, status="stopping", owner_pid=os.getpid(),
                            owner_boot_id=owner_token(), stop_requested=record.stop_requested or stop)
@@ -52,6 +92,10 @@ def finalize(engine: Engine, record: RunRecord, *, stop: bool, grace_s: float | 
         state = backend.inspect(state.id)
     outcome = _outcome(backend, claimed, state)
     if state is not None:
+        # Before anything can remove the container: a finalizer resumed after that needs the outcome.
+        store.merge_json(record.id, "details", {"outcome": {
+            "status": outcome.status, "reason": outcome.reason, "exit_code": outcome.exit_code,
+            "warning": outcome.warning}})
         _persist_logs(engine, backend, claimed, state)
         checkpoint("terminate_after_logs")
     exports = _export(engine, claimed, ran=state is not None and state.started_at is not None)
@@ -62,6 +106,9 @@ def finalize(engine: Engine, record: RunRecord, *, stop: bool, grace_s: float | 
 
 
 def _outcome(backend: DockerBackend, record: RunRecord, state: ContainerState | None) -> Outcome:
+    saved = record.details.get("outcome")
+    if state is None and saved:  # an earlier finalizer read it, then died after removing the container
+        return Outcome(saved["status"], saved["reason"], saved["exit_code"], saved.get("warning"))
     if state is None:
         if record.stop_requested:
             return Outcome("terminated", "terminated by user", record.exit_code)
@@ -111,12 +158,17 @@ def container_masker(backend: DockerBackend, container_id: str) -> Masker | None
 
 
 def _export(engine: Engine, record: RunRecord, *, ran: bool) -> list[dict[str, Any]]:
+    done = record.details.get("exports_done")
+    if done is not None:  # an earlier finalizer published them, then died: never publish twice
+        return list(done)
     exports = record.details.get("export_views") or []
     if not exports or not ran:
         return []
     from runner.engine.exports import publish_exports
 
-    return publish_exports(engine, record, exports)
+    results = publish_exports(engine, record, exports)
+    engine.store(create=True).merge_json(record.id, "details", {"exports_done": results})
+    return results
 
 
 def _tidy_run_dir(engine: Engine, run_id: str) -> None:

@@ -51,9 +51,14 @@ def _download(step: HuggingFaceImport, home: RunnerHome, secrets: SecretStore, e
                               "token": hf_token(secrets), "tqdm_class": _progress_class(events)}
     try:
         return Path(snapshot_download(step.repo_id, local_files_only=offline, **kwargs))
-    except LocalEntryNotFoundError:
-        raise ImportFailedError(f"{step.repo_id} is not in the local Hugging Face cache and downloads are off",
-                                hint="unset HF_HUB_OFFLINE, or seed the cache first") from None
+    except LocalEntryNotFoundError as exc:
+        if offline:
+            raise ImportFailedError(f"{step.repo_id} is not in the local Hugging Face cache and downloads are off",
+                                    hint="unset HF_HUB_OFFLINE, or seed the cache first") from None
+        # online, but the hub could not be reached (or answered 5xx) and nothing usable is cached
+        raise ImportFailedError(f"could not download {step.repo_id} and it is not in the local cache: "
+                                f"{_short(exc)}", hint="check the network and HF_ENDPOINT, or seed the cache first"
+                                ) from None
     except (HfHubHTTPError, OSError) as exc:
         if offline:
             raise ImportFailedError(f"could not read {step.repo_id} from the cache: {exc}") from None

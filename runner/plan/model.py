@@ -55,12 +55,24 @@ ImportStep = GitImport | ArtifactImport | HuggingFaceImport
 
 
 @dataclass(frozen=True)
+class ArtifactBase:
+    """The version imported at an export's path: the export is that version plus the run's changes.
+
+    It may be another artifact than the export's (start from a base model, publish under a new name).
+    """
+
+    kind: ArtifactKind
+    name: str
+    version: int
+
+
+@dataclass(frozen=True)
 class ArtifactExport:
     target: str
     kind: ArtifactKind
     name: str
     view: OverlayView  # the overlay whose upper dir holds the run's changes
-    base_version: int | None  # the imported version the changes apply to (cache pattern), if any
+    base: ArtifactBase | None  # the imported version the changes apply to (cache pattern), if any
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from runner.entrypoint import EntrypointSpec
 from runner.manifest.model import CommandStep, WaitStep
 from runner.manifest.secretbag import MASK
 from runner.manifest.units import format_bytes
-from runner.plan.model import ArtifactImport, GitImport, HuggingFaceImport, ImportStep, RunPlan
+from runner.plan.model import ArtifactExport, ArtifactImport, GitImport, HuggingFaceImport, ImportStep, RunPlan
 
 
 def plan_to_json(plan: RunPlan) -> dict[str, Any]:
@@ -43,12 +43,17 @@ def plan_to_json(plan: RunPlan) -> dict[str, Any]:
                    "host": f"{e.host_ip}:{e.host_port if e.host_port else '(any free port)'}",
                    "health_path": e.health_path} for e in plan.endpoints],
         "imports": [_import(step) for step in plan.imports],
-        "exports": [{"target": e.target, "to": f"{e.kind}:{e.name}", "base_version": e.base_version,
+        "exports": [{"target": e.target, "to": f"{e.kind}:{e.name}", "base": _base(e),
                      "changes_from": str(e.view.upper_dir)} for e in plan.exports],
         "max_runtime_s": plan.max_runtime_s,
         "warnings": list(plan.warnings),
         "notes": list(plan.notes),
     }
+
+
+def _base(export: ArtifactExport) -> str | None:
+    base = export.base
+    return f"{base.kind}:{base.name}:{base.version}" if base else None
 
 
 def _image(plan: RunPlan) -> dict[str, Any]:

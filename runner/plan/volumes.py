@@ -37,6 +37,7 @@ from runner.manifest.model import (
 )
 from runner.manifest.problems import JsonPath, Problem
 from runner.plan.model import (
+    ArtifactBase,
     ArtifactExport,
     ArtifactImport,
     GitImport,
@@ -92,7 +93,7 @@ class VolumePlanner:
         self.run_dir = run_dir
         self.facts = facts
         self.plan = VolumePlan()
-        self._overlays: dict[str, tuple[OverlayView, int | None]] = {}  # target → view, base version
+        self._overlays: dict[str, tuple[OverlayView, ArtifactBase | None]] = {}  # target → view, imported version
 
     def build(self, manifest: Manifest) -> VolumePlan:
         for volume in manifest.imports:
@@ -166,7 +167,7 @@ class VolumePlanner:
             self.plan.notes.append(f"{source.kind} {source.name} does not exist yet: {target} starts empty "
                                    "(expected on the first run of a cache)")
         view = self._overlay(target, found.files_dir if found else None)
-        self._overlays[target] = (view, version)
+        self._overlays[target] = (view, ArtifactBase(source.kind, source.name, version) if version else None)
         self.plan.imports.append(ArtifactImport(target, source.kind, source.name, version, view))
 
     def _unsupported(self, source: object, path: JsonPath) -> None:
