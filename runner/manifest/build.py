@@ -286,7 +286,7 @@ class _Builder:
         if isinstance(value, dict):
             if isinstance(value.get("secret"), str):
                 return EnvVar(name, None, secret=True, secret_name=value["secret"])
-            if value.get("secret") is True:
+            if value.get("secret") is True or "secret_id" in value:  # secret_id: a VESSL secret, reported unfilled
                 return EnvVar(name, None, secret=True)
             if "value" in value:
                 return EnvVar(name, self._text(value["value"], (*path, "value")))

@@ -25,13 +25,14 @@ from runner.manifest.problems import JsonPath, ManifestError, Position, Problem
 
 MAX_MANIFEST_BYTES = 1 << 20  # 1 MiB: real manifests are a few KiB
 MAX_DEPTH = 64
-MAX_EVENTS = 200_000
+MAX_EVENTS = 2_000  # ~7x the largest VESSL example (280 nodes); bounds the whole pipeline to well under 1 s
 
 _SAFE_TAGS = frozenset(
     "tag:yaml.org,2002:" + name for name in ("str", "int", "float", "bool", "null", "map", "seq")
 )
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
-_FORBIDDEN_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# C0 controls, DEL, and lone surrogates (only reachable from a str; UTF-8 cannot carry them)
+_FORBIDDEN_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -100,7 +101,9 @@ def decode_manifest(data: bytes, source: str) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        # in characters, like every other position (the line's valid prefix decodes cleanly)
+        column = len(data[line_start:exc.start].decode("utf-8", "replace")) + 1
         raise ManifestError(
             source,
             [Problem((), "invalid UTF-8 byte", hint="save the file as UTF-8", position=Position(line, column))],
@@ -120,6 +123,10 @@ def load_manifest_text(text: str, source: str) -> LoadedDocument:
             builder.feed(event)
     except yaml.MarkedYAMLError as exc:
         raise ManifestError(source, [_yaml_problem(exc, columns)]) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses (e.g. U+FFFE); no mark, an index
+        raise ManifestError(source, [Problem(
+            (), f"invalid YAML: character U+{exc.character:04X} is not allowed",
+            position=_offset_position(text, exc.position))]) from None
     except yaml.YAMLError as exc:
         raise ManifestError(source, [Problem((), f"invalid YAML: {exc}")]) from None
     return builder.result()
@@ -129,13 +136,18 @@ def _refuse_control_characters(text: str, source: str) -> None:
     match = _FORBIDDEN_CHARS.search(text)
     if match is None:
         return
-    line = text.count("\n", 0, match.start()) + 1
-    column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
-    name = "NUL" if match.group() == "\x00" else f"control character U+{ord(match.group()):04X}"
+    char = match.group()
+    kind = "a lone surrogate" if "\ud800" <= char <= "\udfff" else "control character"
+    name = "NUL" if char == "\x00" else f"{kind} U+{ord(char):04X}"
     raise ManifestError(
         source,
-        [Problem((), f"{name} is not allowed in a manifest", position=Position(line, column))],
+        [Problem((), f"{name} is not allowed in a manifest", position=_offset_position(text, match.start()))],
     )
+
+
+def _offset_position(text: str, offset: int) -> Position:
+    line = text.count("\n", 0, offset) + 1
+    return Position(line, offset - (text.rfind("\n", 0, offset) + 1) + 1)
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError, columns: _ColumnMap) -> Problem:

@@ -74,8 +74,11 @@ def load_manifest(request: ManifestRequest) -> LoadedManifest:
     problems += resolved.problems
     unresolved = list(resolved.unresolved)
     problems += unresolved if request.strict else [p.as_warning() for p in unresolved]
-    schema = schema_problems(resolved.document, skip_keys=[p.path for p in problems])
-    problems += schema
+    # A problem already reported at a path (e.g. an unfilled placeholder) explains a schema problem there,
+    # so that one is not repeated; but every schema problem keeps its section away from the builder.
+    schema = schema_problems(resolved.document)
+    reported = {p.path for p in problems}
+    problems += [p for p in schema if p.path not in reported]
     manifest, model_problems = build_manifest(
         resolved.document, default_name=_default_name(request.path), base_dir=_base_dir(request.path),
         skip_sections=frozenset(str(p.path[0]) for p in schema if p.path),

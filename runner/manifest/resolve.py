@@ -31,6 +31,9 @@ _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _TEXT_PLACEHOLDER = re.compile(r"\{(" + _IDENT + r")\}")
 _FULL_PLACEHOLDER = re.compile(r"^\s*(?:\{(" + _IDENT + r")\}|<(" + _IDENT + r")>)\s*$")
 _ANGLE_PLACEHOLDER = re.compile(r"^\s*<[^<>\n]{1,80}>\s*$")
+# Keys of an env reference map; `secret:` with no value is a broken reference, not a `{secret}` placeholder
+# (the schema draws the same line).
+_ENV_REFERENCE_KEYS = frozenset({"value", "secret", "secret_id", "source", "text"})
 _SECRET_NAME = re.compile(
     r"(?i)(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY)(_|$)"
 )
@@ -99,6 +102,7 @@ def find_token(text: str) -> str | None:
 
 
 def resolve_manifest(document: LoadedDocument, options: ResolveOptions) -> ResolvedManifest:
+    document = _legacy_env_as_mapping(document)
     resolver = _Resolver(document, options)
     data = resolver.interpolate_tree(document.data, ())
     data = resolver.fill_volume_placeholders(data)
@@ -110,6 +114,34 @@ def resolve_manifest(document: LoadedDocument, options: ResolveOptions) -> Resol
         problems=tuple(resolver.problems),
         unresolved=tuple(resolver.unresolved),
     )
+
+
+def _legacy_env_as_mapping(document: LoadedDocument) -> LoadedDocument:
+    """VESSL's old `env: [{key: K, value: V}]` → `env: {K: V}`, positions and source text carried over,
+    so both spellings resolve (secrets included), validate and build alike. A list that is not
+    exactly that shape (extra keys, repeated names) is left for the schema to explain."""
+    env = document.data.get("env")
+    if not isinstance(env, list) or not env:
+        return document
+    if not all(isinstance(item, dict) and isinstance(item.get("key"), str) and set(item) <= {"key", "value"}
+               for item in env):
+        return document
+    names = [item["key"] for item in env]
+    if len(set(names)) != len(names):
+        return document
+    values, keys, texts = dict(document.value_positions), dict(document.key_positions), dict(document.scalar_text)
+    for index, name in enumerate(names):
+        item_path, value_path, new = ("env", index), ("env", index, "value"), ("env", name)
+        value_at = document.value_positions.get(value_path) or document.value_positions.get(item_path)
+        key_at = document.value_positions.get(("env", index, "key"))
+        if value_at is not None:
+            values[new] = value_at
+        if key_at is not None:
+            keys[new] = key_at
+        if value_path in document.scalar_text:
+            texts[new] = document.scalar_text[value_path]
+    data = {**document.data, "env": {item["key"]: item.get("value") for item in env}}
+    return LoadedDocument(document.source, data, values, keys, texts)
 
 
 def _is_shell_command(path: JsonPath) -> bool:
@@ -252,6 +284,8 @@ class _Resolver:
 
     def _env_entry(self, name: str, value: Any, path: JsonPath) -> Any:
         placeholder = _as_placeholder(value)
+        if placeholder in _ENV_REFERENCE_KEYS:
+            placeholder = None
         if placeholder is None and isinstance(value, str):
             match = _FULL_PLACEHOLDER.match(value)
             placeholder = (match.group(1) or match.group(2)) if match else None
@@ -275,6 +309,10 @@ class _Resolver:
                           hint=f"store the value with `runner secret set NAME` and write {name}: {{secret: NAME}}",
                           missing_value=True)
             return value
+        for key in ("value", "text"):
+            inner = _as_placeholder(value.get(key))
+            if inner is not None:  # `{value: {WANDB_KEY}, secret: true}`: a placeholder like `NAME: {WANDB_KEY}`
+                return self._secret_reference(name, inner, (*path, key))
         if value.get("source") == "inject":
             found = self.options.variables.lookup(name)
             if found is None:

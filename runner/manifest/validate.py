@@ -19,6 +19,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from runner.manifest.giturl import redact_url
 from runner.manifest.load import LoadedDocument
 from runner.manifest.problems import JsonPath, Problem
 
@@ -287,7 +288,8 @@ def _message(error: Any, path: JsonPath) -> str:
         expected = value if isinstance(value, list) else [value]
         return f"expected {_join_or([_type_word(t) for t in expected])}, got {_type_word(_json_type(instance))}"
     if keyword == "enum":
-        return f"{_echo(instance, path)} is not one of: {', '.join(map(str, value))}"
+        choices = ", ".join('""' if choice == "" else str(choice) for choice in value)
+        return f"{_echo(instance, path)} is not one of: {choices}"
     if keyword == "const":
         return f"must be {value!r}"
     if keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
@@ -335,7 +337,7 @@ def _hint(error: Any, document: LoadedDocument, path: JsonPath) -> str | None:
 def _quote_hint(document: LoadedDocument, path: JsonPath, instance: Any) -> str | None:
     """`ref: 1.10` → 'YAML read 1.10 as a number; quote it: ref: "1.10"' (env values never echoed)."""
     raw = document.scalar_text.get(path)
-    if raw is None or not path or not isinstance(path[-1], str) or path[:1] == ("env",):
+    if raw is None or instance is None or not path or not isinstance(path[-1], str) or path[:1] == ("env",):
         return None
     return f'YAML read {raw} as {_type_word(_json_type(instance))}; quote it: {path[-1]}: "{raw}"'
 
@@ -361,6 +363,8 @@ def _echo(value: Any, path: JsonPath) -> str:
     """A short, safe rendering of a value for a message; env values are never shown."""
     if path[:1] == ("env",):
         return "the value"
+    if isinstance(value, str) and "@" in value:
+        value = redact_url(value)  # `https://user:TOKEN@host/…` → `https://***@host/…`
     text = json.dumps(value) if not isinstance(value, str) else repr(value)
     if len(text) > MAX_ECHO_CHARS:
         return text[:MAX_ECHO_CHARS] + "…"
