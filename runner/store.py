@@ -63,6 +63,7 @@ CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
 CREATE INDEX IF NOT EXISTS runs_active ON runs(status) WHERE status IN ({", ".join(repr(s) for s in ACTIVE_STATUSES)});
 """
 
+_ACTIVE_SQL = "(" + ", ".join(repr(s) for s in ACTIVE_STATUSES) + ")"
 _COLUMNS = (
     "id", "name", "status", "reason", "exit_code", "run_type", "spec_hash", "image", "manifest_path",
     "description", "created_at", "updated_at", "started_at", "ready_at", "finished_at", "deadline",
@@ -123,12 +124,18 @@ def boot_id() -> str:
 
 
 def _start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat); None if it is gone.
+
+    A zombie (killed, not yet reaped by its parent) or dead process counts as gone: it still has a
+    /proc entry with the same start time, but it will never finish what it recorded.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[-1].split()  # the command name may contain spaces and parentheses
+    if not fields or fields[0] in ("Z", "X", "x"):
+        return None
     return fields[19] if len(fields) > 19 else None
 
 
@@ -146,6 +153,8 @@ def process_alive(pid: int | None, token: str | None) -> bool:
         return False
     if start:
         return _start_ticks(pid) == start
+    if Path("/proc/self/stat").exists():  # Linux: gone or a zombie
+        return _start_ticks(pid) is not None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -236,9 +245,8 @@ class RunStore:
         different one raises NameConflictError.
         """
         with self._write() as conn:
-            row = conn.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE name = ? AND status IN "
-                f"({', '.join('?' * len(ACTIVE_STATUSES))})", (record.name, *ACTIVE_STATUSES),
+            row = conn.execute(  # statuses spelled out, so SQLite can use the partial index runs_active_name
+                f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE name = ? AND status IN {_ACTIVE_SQL}", (record.name,),
             ).fetchone()
             if row is not None:
                 existing = _record(row)
@@ -254,20 +262,28 @@ class RunStore:
                          values)
         return record, True
 
-    def update(self, run_id: str, *, expect: tuple[str, ...] | None = None, **changes: Any) -> RunRecord | None:
+    def update(self, run_id: str, *, expect: tuple[str, ...] | None = None,
+               merge: Mapping[str, Mapping[str, Any]] | None = None, **changes: Any) -> RunRecord | None:
         """Apply `changes` if the run's status is in `expect` (any non-terminal status by default).
 
-        Returns the updated record, or None when the guard failed (someone else moved it on).
-        Terminal records never change, except their details.
+        `merge` adds keys to JSON columns (phases, details) in the same transaction, so a state change
+        and what was learned on the way to it are one commit. Returns the updated record, or None when
+        the guard failed (someone else moved it on). Terminal records never change, except their details.
         """
         allowed = expect if expect is not None else ACTIVE_STATUSES
         changes["updated_at"] = time.time()
-        assignments = ", ".join(f"{key} = ?" for key in changes)
-        values = [json.dumps(v) if k in _JSON_COLUMNS else v for k, v in changes.items()]
         with self._write() as conn:
+            for column, values in (merge or {}).items():
+                if column not in ("phases", "details"):
+                    raise ValueError(column)
+                row = conn.execute(f"SELECT {column} FROM runs WHERE id = ?", (run_id,)).fetchone()
+                if row is not None and values:
+                    changes[column] = {**json.loads(row[0]), **values}
+            assignments = ", ".join(f"{key} = ?" for key in changes)
+            bound = [json.dumps(v) if k in _JSON_COLUMNS else v for k, v in changes.items()]
             cursor = conn.execute(
                 f"UPDATE runs SET {assignments} WHERE id = ? AND status IN ({', '.join('?' * len(allowed))})",
-                (*values, run_id, *allowed),
+                (*bound, run_id, *allowed),
             )
             if cursor.rowcount == 0:
                 return None

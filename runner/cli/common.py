@@ -6,14 +6,15 @@ import json
 import os
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from runner.errors import UsageError
 from runner.home import RunnerHome
-from runner.manifest.pipeline import ManifestRequest
-from runner.manifest.template import parse_variables
+
+if TYPE_CHECKING:
+    from runner.manifest.pipeline import ManifestRequest
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -48,6 +49,8 @@ def parse_env_assignments(items: Sequence[str]) -> dict[str, str]:
 
 def build_request(path: str, env: Sequence[str], env_file: str | None, template_vars: Sequence[str], *,
                   strict: bool, read_secret_values: bool = False) -> ManifestRequest:
+    from runner.manifest.pipeline import ManifestRequest
+    from runner.manifest.template import parse_variables
     from runner.secrets import SecretStore
 
     return ManifestRequest(

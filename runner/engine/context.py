@@ -10,12 +10,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from runner.backends.docker import DockerBackend
 from runner.engine.events import EventSink, PhaseFinished, PhaseStarted, ignore_events
 from runner.home import RunnerHome
 from runner.secrets import SecretStore
 from runner.store import RunStore
+
+if TYPE_CHECKING:
+    from runner.backends.docker import DockerBackend  # imported when first needed: `list` may not need it
 
 
 @dataclass
@@ -25,6 +28,7 @@ class Engine:
     _backend: DockerBackend | None = None
     _store: RunStore | None = None
     _writable: bool = field(default=False)
+    _phases: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, events: EventSink = ignore_events) -> Engine:
@@ -32,6 +36,8 @@ class Engine:
 
     def backend(self) -> DockerBackend:
         if self._backend is None:
+            from runner.backends.docker import DockerBackend
+
             self._backend = DockerBackend()
         return self._backend
 
@@ -49,12 +55,19 @@ class Engine:
 
     @contextmanager
     def phase(self, run_id: str, name: str, detail: str = "") -> Iterator[None]:
-        """Emit start/finish events and record the phase's timing on the run (even when it fails)."""
+        """Emit start/finish events and note the phase's timing (even when it fails).
+
+        The timings are written with the run's next state change (`take_phases`), not one commit each.
+        """
         self.events(PhaseStarted(name, detail))
         started = time.time()
         try:
             yield
         finally:
             ended = time.time()
-            self.store(create=True).merge_json(run_id, "phases", {name: {"start": started, "end": ended}})
+            self._phases.setdefault(run_id, {})[name] = {"start": started, "end": ended}
             self.events(PhaseFinished(name, ended - started, detail))
+
+    def take_phases(self, run_id: str) -> dict[str, dict[str, float]]:
+        """Phase timings noted since the last call, for the next store update of the run."""
+        return self._phases.pop(run_id, {})

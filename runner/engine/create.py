@@ -21,6 +21,7 @@ from typing import Any
 from runner.backends.base import EngineInfo, EngineNotFound
 from runner.backends.docker import DockerBackend, EngineApiError
 from runner.backends.spec import LABEL_RUN_ID, LABEL_SPEC_HASH, LABEL_STORE, ContainerFile
+from runner.engine.cleanup import remove_run_objects
 from runner.engine.context import Engine
 from runner.engine.events import Notice
 from runner.engine.imports import prepare_imports
@@ -151,12 +152,11 @@ def _initialize_and_start(engine: Engine, plan: RunPlan, loaded: LoadedManifest,
     with engine.phase(plan.run_id, "imports"):
         imported = prepare_imports(plan, engine.home, engine.secrets(), engine.events,
                                    plan_allows_local(loaded, plan))
-    store.merge_json(plan.run_id, "details", {"imported": imported})
     checkpoint("after_imports")
     _abort_if_stopped(store, plan)
     with engine.phase(plan.run_id, "start"):
         container_id = _start_container(engine, plan, loaded, image or "")
-    return _mark_running(engine, plan, container_id)
+    return _mark_running(engine, plan, container_id, imported)
 
 
 def plan_allows_local(loaded: LoadedManifest, plan: RunPlan) -> bool:
@@ -225,7 +225,7 @@ def _start_hint(message: str) -> str | None:
     return None
 
 
-def _mark_running(engine: Engine, plan: RunPlan, container_id: str) -> RunRecord:
+def _mark_running(engine: Engine, plan: RunPlan, container_id: str, imported: list[dict[str, Any]]) -> RunRecord:
     backend = engine.backend()
     state = backend.inspect(container_id)
     started = (state.started_at if state else None) or time.time()
@@ -234,6 +234,7 @@ def _mark_running(engine: Engine, plan: RunPlan, container_id: str) -> RunRecord
     updated = engine.store(create=True).update(
         plan.run_id, expect=("initializing",), status="running", container_id=container_id, started_at=started,
         deadline=started + plan.max_runtime_s if plan.max_runtime_s else None, endpoints=endpoints,
+        merge={"phases": engine.take_phases(plan.run_id), "details": {"imported": imported}},
     )
     if updated is None:  # a terminate raced us; the reconcile of that terminate owns the run now
         return engine.store().get(plan.run_id)
@@ -256,14 +257,6 @@ def endpoint_urls(plan: RunPlan, ports: Any) -> list[dict[str, Any]]:
     return endpoints
 
 
-def remove_run_objects(backend: DockerBackend, store_id: str, run_id: str) -> None:
-    """Remove the run's container(s) and volumes, found by label."""
-    for container in backend.list_managed(store_id, run_id):
-        backend.remove_container(container.id)
-    for volume in backend.list_volumes([f"{LABEL_RUN_ID}={run_id}", f"{LABEL_STORE}={store_id}"]):
-        backend.remove_volume(str(volume.get("Name")))
-
-
 def _record_failure(engine: Engine, plan: RunPlan, exc: BaseException) -> None:
     """Any failure during create ends the run with a reason; nothing of it stays in the engine."""
     store = engine.store(create=True)
@@ -283,6 +276,7 @@ def _record_failure(engine: Engine, plan: RunPlan, exc: BaseException) -> None:
         status, reason = "failed", f"internal error ({type(exc).__name__})"
     with contextlib.suppress(EngineError):  # if the engine is gone, reconcile and gc find them by label
         remove_run_objects(engine.backend(), store.store_id, plan.run_id)
-    store.update(plan.run_id, status=status, reason=reason, finished_at=time.time())
+    store.update(plan.run_id, status=status, reason=reason, finished_at=time.time(),
+                 merge={"phases": engine.take_phases(plan.run_id)})
     for scratch in ("imports", "volumes"):  # a failed import's checkout is of no use to anyone
         shutil.rmtree(plan.run_dir / scratch, ignore_errors=True)

@@ -23,8 +23,8 @@ from typing import Any
 from runner.backends.base import ContainerState
 from runner.backends.docker import DockerBackend
 from runner.backends.logstream import iter_lines, iter_payload
+from runner.engine.cleanup import remove_run_objects
 from runner.engine.context import Engine
-from runner.engine.create import remove_run_objects
 from runner.engine.events import Notice
 from runner.engine.outcome import Outcome, classify
 from runner.entrypoint import SECRETS_DIR, STATE_PATH

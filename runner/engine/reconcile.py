@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from runner.backends.base import ContainerSummary
 from runner.backends.spec import LABEL_RUN_ID
+from runner.engine.cleanup import remove_run_objects
 from runner.engine.context import Engine
-from runner.engine.create import remove_run_objects
 from runner.engine.finalize import finalize, finalizer_alive
 from runner.entrypoint import STATE_PATH
 from runner.store import RunRecord, process_alive
