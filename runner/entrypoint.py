@@ -20,17 +20,24 @@ Semantics (documented in docs/manifest.md):
 from __future__ import annotations
 
 import math
+import os
+import posixpath
 import shlex
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from runner.backends.spec import ContainerFile
 from runner.manifest.model import CommandStep, Step, WaitStep
 
-RUNNER_DIR = "/run/runner"
+RUNNER_DIR = "/run/runner"  # bind-mounted from <run dir>/runner (no copying at create)
+RUNNER_DIR_NAME = "runner"
+STATE_FILE = "state"
+MAX_STATE_BYTES = 4096
 SECRETS_DIR = "/run/secrets"
 ENTRYPOINT_PATH = f"{RUNNER_DIR}/entrypoint.sh"
-STATE_PATH = f"{RUNNER_DIR}/state"
+STATE_PATH = f"{RUNNER_DIR}/{STATE_FILE}"
 WORKDIR_MISSING_EXIT = 2
 
 
@@ -146,3 +153,31 @@ __runner_log "steps finished; idle (termination protection) until terminated"
 __runner_state idle "$__runner_step" 0
 while :; do sleep 3600 & wait $!; done
 """
+
+
+def write_entrypoint_dir(spec: EntrypointSpec, run_dir: Path) -> Path:
+    """Write the entrypoint and step files into <run dir>/runner, the directory mounted at /run/runner.
+
+    World-writable (inside the 0700 run dir) so the entrypoint can record its state as any user.
+    """
+    directory = run_dir / RUNNER_DIR_NAME
+    directory.mkdir(exist_ok=True)
+    os.chmod(directory, 0o777)  # noqa: S103 - inside the 0700 run dir; container users of any uid write state
+    for file in entrypoint_files(spec):
+        path = directory / posixpath.basename(file.path)
+        path.write_bytes(file.content)
+        os.chmod(path, file.mode)
+    return directory
+
+
+def read_state(run_dir: Path) -> dict[str, str]:
+    """The entrypoint's state file as written by the container: untrusted, so no links and a size cap."""
+    try:
+        fd = os.open(run_dir / RUNNER_DIR_NAME / STATE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return {}
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return {}
+        text = handle.read(MAX_STATE_BYTES).decode("utf-8", "replace")
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)

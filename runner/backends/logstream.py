@@ -12,34 +12,43 @@ from collections.abc import Iterator
 from runner.backends.transport import Response
 
 _HEADER = struct.Struct(">BxxxL")
+BULK_READ = 1 << 20
 
 
-def iter_frames(response: Response, chunk_size: int = 1 << 16) -> Iterator[tuple[int, bytes]]:
+def iter_frames(response: Response, chunk_size: int = 1 << 16, *, follow: bool = True) -> Iterator[tuple[int, bytes]]:
     """(stream, payload) pairs: stream 1 is stdout, 2 is stderr."""
+    for batch in _batches(response, chunk_size, follow):
+        yield from batch
+
+
+def iter_payload(response: Response, chunk_size: int = 1 << 16, *, follow: bool = True) -> Iterator[bytes]:
+    """Only the bytes, stdout and stderr interleaved as the engine recorded them, joined per read."""
+    for batch in _batches(response, chunk_size, follow):
+        if batch:
+            yield b"".join(payload for _, payload in batch)
+
+
+def _batches(response: Response, chunk_size: int, follow: bool) -> Iterator[list[tuple[int, bytes]]]:
+    """Every complete frame of each read. Not following, reads fill 1 MiB blocks (far fewer calls)."""
     buffer = bytearray()
     try:
         while True:
-            chunk = response.read_chunk(chunk_size)
+            chunk = response.read_chunk(chunk_size) if follow else response.read_block(BULK_READ)
             if not chunk:
                 break
             buffer += chunk
-            offset = 0
+            frames, offset = [], 0
             while len(buffer) - offset >= _HEADER.size:
                 stream, size = _HEADER.unpack_from(buffer, offset)
                 end = offset + _HEADER.size + size
                 if end > len(buffer):
                     break
-                yield stream, bytes(buffer[offset + _HEADER.size:end])
+                frames.append((stream, bytes(buffer[offset + _HEADER.size:end])))
                 offset = end
             del buffer[:offset]
+            yield frames
     finally:
         response.close()
-
-
-def iter_payload(response: Response, chunk_size: int = 1 << 16) -> Iterator[bytes]:
-    """Only the bytes, stdout and stderr interleaved as the engine recorded them."""
-    for _, payload in iter_frames(response, chunk_size):
-        yield payload
 
 
 def iter_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:

@@ -33,6 +33,8 @@ class Response(Protocol):
 
     def read_chunk(self, size: int = 65536) -> bytes: ...
 
+    def read_block(self, size: int = 1 << 20) -> bytes: ...
+
     def close(self) -> None: ...
 
 
@@ -76,11 +78,57 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+class _Dechunker:
+    """HTTP/1.1 chunked decoding over big socket reads.
+
+    The engine sends a log as one chunk per line; http.client spends several Python calls per chunk,
+    which made `runner logs` slower than `docker logs`. This parses whole buffers at a time.
+    """
+
+    READ = 1 << 20
+
+    def __init__(self, fp: Any) -> None:
+        self._fp = fp
+        self._buffer = bytearray()
+        self.done = False
+
+    def read(self, want: int, *, fill: bool) -> bytes:
+        out = bytearray()
+        while not self.done and len(out) < want:
+            self._decode_into(out)
+            if self.done or (out and not fill):
+                break
+            data = self._fp.read1(self.READ)
+            if not data:
+                self.done = True
+                break
+            self._buffer += data
+        return bytes(out)
+
+    def _decode_into(self, out: bytearray) -> None:
+        buffer, position = self._buffer, 0
+        while True:
+            line_end = buffer.find(b"\r\n", position)
+            if line_end < 0:
+                break
+            size = int(bytes(buffer[position:line_end]).split(b";", 1)[0] or b"0", 16)
+            if size == 0:
+                self.done = True  # trailers, if any, are not used
+                break
+            end = line_end + 2 + size
+            if end + 2 > len(buffer):
+                break
+            out += buffer[line_end + 2:end]
+            position = end + 2
+        del buffer[:position]
+
+
 @dataclass
 class _HttpResponse:
     status: int
     _raw: http.client.HTTPResponse
     _conn: http.client.HTTPConnection
+    _dechunker: _Dechunker | None = None
 
     def read(self) -> bytes:
         try:
@@ -88,8 +136,20 @@ class _HttpResponse:
         finally:
             self.close()
 
+    def _stream(self, size: int, *, fill: bool) -> bytes:
+        if self._raw.chunked:
+            if self._dechunker is None:
+                self._dechunker = _Dechunker(self._raw.fp)
+            return self._dechunker.read(size, fill=fill)
+        return self._raw.read(size) if fill else self._raw.read1(size)
+
     def read_chunk(self, size: int = 65536) -> bytes:
-        return self._raw.read1(size)
+        """What has arrived (up to `size`): for streams read as they happen (logs --follow, pulls)."""
+        return self._stream(size, fill=False)
+
+    def read_block(self, size: int = 1 << 20) -> bytes:
+        """Up to `size` bytes, waiting to fill them: for bulk reads (the engine sends ~one chunk per line)."""
+        return self._stream(size, fill=True)
 
     def close(self) -> None:
         self._conn.close()
@@ -167,6 +227,9 @@ class _RequestsResponse:
         if self._chunks is None:
             self._chunks = self._response.raw.stream(size, decode_content=True)
         return next(self._chunks, b"")
+
+    def read_block(self, size: int = 1 << 20) -> bytes:
+        return bytes(self._response.raw.read(size, decode_content=True) or b"")
 
     def close(self) -> None:
         self._response.close()

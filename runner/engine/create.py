@@ -26,7 +26,7 @@ from runner.engine.context import Engine
 from runner.engine.events import Notice
 from runner.engine.imports import prepare_imports
 from runner.engine.outcome import start_failure_reason
-from runner.entrypoint import SECRETS_DIR, entrypoint_files
+from runner.entrypoint import SECRETS_DIR, write_entrypoint_dir
 from runner.errors import EngineError, ImportFailedError, RunFailedError, RunnerError
 from runner.facts import gather_host_facts
 from runner.faults import checkpoint
@@ -180,6 +180,8 @@ def _start_container(engine: Engine, plan: RunPlan, loaded: LoadedManifest, imag
     labels = {LABEL_STORE: spec.label(LABEL_STORE) or "", LABEL_RUN_ID: plan.run_id}
     for volume in spec.volumes:
         backend.create_volume(volume, {**labels, "ai.runner.managed": "true"})
+    if plan.entrypoint is not None:
+        write_entrypoint_dir(plan.entrypoint, plan.run_dir)
     container_id = _create_or_adopt(backend, spec, plan)
     checkpoint("after_container_create")
     try:
@@ -209,7 +211,8 @@ def _create_or_adopt(backend: DockerBackend, spec: Any, plan: RunPlan) -> str:
 
 
 def _container_files(plan: RunPlan, loaded: LoadedManifest) -> list[ContainerFile]:
-    files = list(entrypoint_files(plan.entrypoint)) if plan.entrypoint is not None else []
+    """Secrets only: copied into the container before it starts, never written to a host file."""
+    files = []
     for name in plan.secret_env:
         if name in loaded.secrets:
             files.append(ContainerFile(f"{SECRETS_DIR}/{name}", loaded.secrets.value(name).encode(), 0o444))

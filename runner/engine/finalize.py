@@ -27,7 +27,7 @@ from runner.engine.cleanup import remove_run_objects
 from runner.engine.context import Engine
 from runner.engine.events import Notice
 from runner.engine.outcome import Outcome, classify
-from runner.entrypoint import SECRETS_DIR, STATE_PATH
+from runner.entrypoint import RUNNER_DIR_NAME, SECRETS_DIR, read_state
 from runner.errors import EngineError, RunnerError
 from runner.faults import checkpoint
 from runner.manifest.secretbag import Masker
@@ -90,7 +90,7 @@ def _finalize(engine: Engine, record: RunRecord, *, stop: bool, grace_s: float |
         backend.stop(state.id, grace)
         checkpoint("terminate_after_stop")
         state = backend.inspect(state.id)
-    outcome = _outcome(backend, claimed, state)
+    outcome = _outcome(engine.home.run_dir(record.id), claimed, state)
     if state is not None:
         # Before anything can remove the container: a finalizer resumed after that needs the outcome.
         store.merge_json(record.id, "details", {"outcome": {
@@ -105,7 +105,7 @@ def _finalize(engine: Engine, record: RunRecord, *, stop: bool, grace_s: float |
     return _record_outcome(engine, claimed, outcome, exports, state)
 
 
-def _outcome(backend: DockerBackend, record: RunRecord, state: ContainerState | None) -> Outcome:
+def _outcome(run_dir: Path, record: RunRecord, state: ContainerState | None) -> Outcome:
     saved = record.details.get("outcome")
     if state is None and saved:  # an earlier finalizer read it, then died after removing the container
         return Outcome(saved["status"], saved["reason"], saved["exit_code"], saved.get("warning"))
@@ -114,16 +114,13 @@ def _outcome(backend: DockerBackend, record: RunRecord, state: ContainerState | 
             return Outcome("terminated", "terminated by user", record.exit_code)
         return Outcome("failed", "container disappeared", None)
     return classify(state, stop_requested=record.stop_requested, deadline=record.deadline,
-                    failed_step=_failed_step(backend, record, state))
+                    failed_step=_failed_step(run_dir, record, state))
 
 
-def _failed_step(backend: DockerBackend, record: RunRecord, state: ContainerState) -> str | None:
-    if not state.exit_code:
+def _failed_step(run_dir: Path, record: RunRecord, state: ContainerState) -> str | None:
+    if not state.exit_code or record.stop_requested:
         return None
-    raw = backend.read_file(state.id, STATE_PATH)
-    if raw is None:
-        return None
-    fields = dict(line.split("=", 1) for line in raw.decode(errors="replace").splitlines() if "=" in line)
+    fields = read_state(run_dir)
     step = fields.get("step", "0")
     steps = record.details.get("steps") or []
     if not step.isdigit() or int(step) == 0:
@@ -139,7 +136,7 @@ def _persist_logs(engine: Engine, backend: DockerBackend, record: RunRecord, sta
     masker = container_masker(backend, state.id) if record.details.get("secret_env") else None
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as handle:
-        chunks = iter_payload(backend.logs(state.id, follow=False))
+        chunks = iter_payload(backend.logs(state.id, follow=False), follow=False)
         if masker is None:
             for chunk in chunks:
                 handle.write(chunk)
@@ -174,7 +171,7 @@ def _export(engine: Engine, record: RunRecord, *, ran: bool) -> list[dict[str, A
 def _tidy_run_dir(engine: Engine, run_id: str) -> None:
     """Drop the run's scratch (checkouts, overlay dirs); keep plan, manifest and logs."""
     run_dir = engine.home.run_dir(run_id)
-    for name in ("imports", "volumes"):
+    for name in ("imports", "volumes", RUNNER_DIR_NAME):
         shutil.rmtree(run_dir / name, ignore_errors=True)
 
 

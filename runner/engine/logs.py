@@ -30,8 +30,8 @@ def tail_persisted(engine: Engine, run_id: str, lines: int | None) -> list[bytes
 
 def _tail_file(path: Path, lines: int | None) -> Iterator[bytes]:
     with open(path, "rb") as handle:
-        if lines is None:
-            yield from handle
+        if lines is None:  # whole file: big blocks, not lines
+            yield from iter(lambda: handle.read(TAIL_BLOCK * 16), b"")
             return
         size = handle.seek(0, os.SEEK_END)
         position, data = size, b""
@@ -55,7 +55,7 @@ def stream_logs(engine: Engine, record: RunRecord, *, follow: bool, tail: int | 
         yield from tail_persisted(engine, record.id, tail)
         return
     masker = container_masker(backend, state.id) if record.details.get("secret_env") else None
-    chunks = iter_payload(backend.logs(state.id, follow=follow, tail=tail, timestamps=timestamps))
+    chunks = iter_payload(backend.logs(state.id, follow=follow, tail=tail, timestamps=timestamps), follow=follow)
     if masker is None:
         yield from chunks
     else:

@@ -20,10 +20,8 @@ from runner.backends.spec import LABEL_RUN_ID
 from runner.engine.cleanup import remove_run_objects
 from runner.engine.context import Engine
 from runner.engine.finalize import finalize, finalizer_alive
-from runner.entrypoint import STATE_PATH
+from runner.entrypoint import read_state
 from runner.store import RunRecord, process_alive
-
-IDLE_MARK = b"phase=idle"
 
 
 def reconcile(engine: Engine, records: Sequence[RunRecord]) -> list[RunRecord]:
@@ -64,8 +62,7 @@ def _creating(engine: Engine, record: RunRecord, container: ContainerSummary | N
 
 
 def _maybe_idle(engine: Engine, record: RunRecord, container: ContainerSummary) -> RunRecord:
-    raw = engine.backend().read_file(container.id, STATE_PATH)
-    if raw is None or IDLE_MARK not in raw:
+    if read_state(engine.home.run_dir(record.id)).get("phase") != "idle":
         return record
     updated = engine.store(create=True).update(record.id, expect=("running",), status="idle")
     return updated or record

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from runner import __version__
 from runner.backends import spec as labels
-from runner.backends.spec import ContainerSpec, PortBinding
-from runner.entrypoint import EntrypointSpec, entrypoint_command
+from runner.backends.spec import ContainerSpec, Mount, PortBinding
+from runner.entrypoint import RUNNER_DIR, RUNNER_DIR_NAME, EntrypointSpec, entrypoint_command
 from runner.manifest.model import Manifest, Port
 from runner.manifest.pipeline import LoadedManifest
 from runner.manifest.problems import ManifestError, Problem
@@ -100,7 +100,7 @@ def build_plan(loaded: LoadedManifest, options: PlanOptions, facts: HostFacts) -
         command=() if entry is not None and not entry.exec_original else None,
         env=tuple(env),
         labels=_labels(options, digest, run_name),
-        mounts=tuple(volumes.mounts),
+        mounts=tuple(volumes.mounts) + (_runner_dir_mount(run_dir) if entry is not None else ()),
         volumes=tuple(volumes.volumes),
         ports=bindings,
         nano_cpus=int(cpu * 1e9) if cpu else None,
@@ -119,6 +119,11 @@ def build_plan(loaded: LoadedManifest, options: PlanOptions, facts: HostFacts) -
         secret_env=manifest.secret_env_names, run_dir=run_dir, warnings=tuple(warnings),
         notes=tuple(volumes.notes),
     )
+
+
+def _runner_dir_mount(run_dir: Path) -> tuple[Mount, ...]:
+    """The entrypoint and step scripts (and the state file the entrypoint writes) live in the run dir."""
+    return (Mount("bind", str(run_dir / RUNNER_DIR_NAME), RUNNER_DIR),)
 
 
 def _labels(options: PlanOptions, digest: str, run_name: str) -> tuple[tuple[str, str], ...]:
