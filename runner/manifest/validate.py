@@ -16,9 +16,10 @@ import difflib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
+from runner.manifest.fastcheck import Unsupported, is_valid
 from runner.manifest.giturl import redact_url
 from runner.manifest.load import LoadedDocument
 from runner.manifest.problems import JsonPath, Problem
@@ -46,9 +47,12 @@ _TYPE_WORDS = {
 }
 
 
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "data" / "run.schema.json"
+
+
 @cache
 def load_schema() -> dict[str, Any]:
-    text = resources.files("runner").joinpath("data/run.schema.json").read_text(encoding="utf-8")
+    text = SCHEMA_FILE.read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
@@ -112,6 +116,11 @@ def privilege_problems(document: LoadedDocument) -> list[Problem]:
 
 def schema_problems(document: LoadedDocument, skip_keys: Iterable[JsonPath] = ()) -> list[Problem]:
     """Every schema violation as a located problem (paths in `skip_keys` already reported)."""
+    try:
+        if is_valid(load_schema(), document.data):
+            return []  # the common case needs no explanation, so jsonschema is not even imported
+    except Unsupported:
+        pass
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(load_schema())
