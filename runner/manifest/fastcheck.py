@@ -31,7 +31,8 @@ def _pattern(text: str) -> re.Pattern[str]:
     return re.compile(text)
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a loaded YAML value (booleans are not integers)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -48,7 +49,7 @@ def _json_type(value: Any) -> str:
 
 
 def _is_type(value: Any, wanted: str) -> bool:
-    actual = _json_type(value)
+    actual = json_type(value)
     if wanted == "number":
         return actual in ("integer", "number")
     if wanted == "integer":
@@ -68,7 +69,7 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 def _number(value: Any) -> bool:
-    return _json_type(value) in ("integer", "number")
+    return json_type(value) in ("integer", "number")
 
 
 class _Checker:

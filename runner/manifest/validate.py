@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from runner.manifest.fastcheck import Unsupported, is_valid
+from runner.manifest.fastcheck import Unsupported, is_valid, json_type
 from runner.manifest.giturl import redact_url
 from runner.manifest.load import LoadedDocument
 from runner.manifest.problems import JsonPath, Problem
@@ -205,7 +205,7 @@ def _allowed_keys_hint(known: list[str]) -> str | None:
 
 def _alternatives(error: Any, document: LoadedDocument, path: JsonPath) -> Iterator[Problem]:
     """Pick the branch meant by the instance's type; explain its errors, else list the forms."""
-    instance_type = _json_type(error.instance)
+    instance_type = json_type(error.instance)
     by_branch: dict[int, list[Any]] = {}
     for sub in error.context or ():
         by_branch.setdefault(sub.relative_schema_path[0], []).append(sub)
@@ -273,20 +273,6 @@ def _join_or(items: list[str]) -> str:
     return unique[0] if len(unique) == 1 else ", ".join(unique[:-1]) + " or " + unique[-1]
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
 def _type_word(type_name: str) -> str:
     return _TYPE_WORDS.get(type_name, type_name)
 
@@ -295,7 +281,7 @@ def _message(error: Any, path: JsonPath) -> str:
     keyword, value, instance = error.validator, error.validator_value, error.instance
     if keyword == "type":
         expected = value if isinstance(value, list) else [value]
-        return f"expected {_join_or([_type_word(t) for t in expected])}, got {_type_word(_json_type(instance))}"
+        return f"expected {_join_or([_type_word(t) for t in expected])}, got {_type_word(json_type(instance))}"
     if keyword == "enum":
         choices = ", ".join('""' if choice == "" else str(choice) for choice in value)
         return f"{_echo(instance, path)} is not one of: {choices}"
@@ -348,7 +334,7 @@ def _quote_hint(document: LoadedDocument, path: JsonPath, instance: Any) -> str 
     raw = document.scalar_text.get(path)
     if raw is None or instance is None or not path or not isinstance(path[-1], str) or path[:1] == ("env",):
         return None
-    return f'YAML read {raw} as {_type_word(_json_type(instance))}; quote it: {path[-1]}: "{raw}"'
+    return f'YAML read {raw} as {_type_word(json_type(instance))}; quote it: {path[-1]}: "{raw}"'
 
 
 def _describe(schema: Mapping[str, Any], key: str) -> str | None:

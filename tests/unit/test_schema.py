@@ -22,6 +22,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from runner.manifest.problems import format_path
+
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "schemas" / "run.schema.json"
 CORPUS = ROOT / "tests" / "data" / "vessl"
@@ -55,15 +57,7 @@ _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 def dotted(path: Any) -> str:
     """`ports[0].port`, `import["/code"].git`; `(root)` for the document (as runner prints paths)."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _PLAIN_KEY.match(part):
-            out += f".{part}" if out else part
-        else:
-            out += "[" + json.dumps(part) + "]"
-    return out or "(root)"
+    return format_path(tuple(path))
 
 
 def read_text(path: Path) -> str:
