@@ -6,6 +6,7 @@ import copy
 import glob
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ VALIDATOR = Draft202012Validator(SCHEMA)
 def _corpus() -> list[tuple[str, Any]]:
     docs = []
     for path in sorted(glob.glob("tests/data/vessl/*/*.yaml") + glob.glob("manifests/*.yaml")):
-        text = open(path, encoding="utf-8").read().replace("\t", "  ")
+        text = Path(path).read_text(encoding="utf-8").replace("\t", "  ")
         try:
             docs.append((path, yaml.safe_load(text)))
         except yaml.YAMLError:
