@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,7 +188,7 @@ class RunStore:
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         try:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         except sqlite3.Error as exc:
@@ -317,15 +317,33 @@ class RunStore:
         if len(ref) >= 4:
             rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
                                 (_escape_like(ref) + "%",)).fetchall()
-        if not rows:
-            rows = conn.execute(
+        if not rows:  # a name: its active run (unique), else its only run; ended namesakes do not make it ambiguous
+            rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE name = ? AND status IN {_ACTIVE_SQL}",
+                                (ref,)).fetchall() or conn.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE name = ? ORDER BY created_at DESC LIMIT 2", (ref,),
             ).fetchall()
         if len(rows) == 1:
             return _record(rows[0])
         if len(rows) > 1:
-            raise UsageError(f"{ref!r} matches several runs", hint="use more characters of the run id")
+            raise UsageError(f"{ref!r} matches several runs",
+                             hint="use (more characters of) the run id; `runner list --all` shows them")
         raise NotFoundError(f"no run {ref!r}", hint="see `runner list --all`")
+
+    def ended_ids(self, ids: Iterable[str]) -> set[str]:
+        """Which of `ids` are runs in a terminal state (unknown ids are not)."""
+        wanted = sorted(set(ids))
+        conn = self._connect()
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            found.update(row[0] for row in conn.execute(
+                f"SELECT id FROM runs WHERE id IN ({', '.join('?' * len(chunk))}) AND status IN "
+                f"({', '.join(repr(s) for s in TERMINAL_STATUSES)})", chunk))
+        return found
+
+    def has_name(self, name: str) -> bool:
+        """Has any run (active or ended) had this name?"""
+        return self._connect().execute("SELECT 1 FROM runs WHERE name = ? LIMIT 1", (name,)).fetchone() is not None
 
     def records(self, *, include_ended: bool, limit: int | None = None) -> list[RunRecord]:
         conn = self._connect()
@@ -341,6 +359,26 @@ class RunStore:
 
     def integrity_check(self) -> str:
         return str(self._connect().execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """`PRAGMA journal_mode=WAL`, retried while the database is locked.
+
+    When several processes open a new store at once, switching it to WAL can fail with SQLITE_BUSY
+    at once: SQLite does not call the busy handler where waiting could deadlock. Once the file is in
+    WAL mode (persistent) the pragma is a no-op, so only a store's first moments need the retries.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def _escape_like(text: str) -> str:

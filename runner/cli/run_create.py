@@ -1,8 +1,10 @@
 """`runner create` (not --dry-run): create the run, optionally wait for readiness, print endpoints.
 
-Signals in the foreground (`--wait`): the first SIGINT/SIGTERM stops the run gracefully (it ends
-`terminated` with its exit code) and the command exits 130/143; a second one kills the container
-at once. Without --wait, create returns as soon as the container runs.
+Signals in the foreground: the first SIGINT, SIGTERM or SIGHUP (a closed terminal) stops the run this
+command started gracefully (it ends `terminated` with its exit code) and the command exits 128+signal
+(130, 143, 129); a second one kills the container at once. One that arrives while the run is still being
+created ends it `terminated` ("interrupted while creating") and removes what it had made. Without
+--wait, create returns as soon as the container runs.
 """
 
 from __future__ import annotations
@@ -28,8 +30,16 @@ from runner.store import RunRecord
 LAST_LOG_LINES = 20
 
 
-class _Signalled(BaseException):
-    """SIGTERM in the foreground, raised like KeyboardInterrupt is for SIGINT."""
+class _Signalled(KeyboardInterrupt):
+    """SIGTERM or SIGHUP in the foreground, raised like KeyboardInterrupt is for SIGINT (and handled as one,
+    so a run interrupted while being created ends `terminated`, not `failed`)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+FOREGROUND_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # SIGINT raises KeyboardInterrupt by itself
 
 
 def create_run(request: ManifestRequest, flags: RunFlags, *, wait: bool, timeout: float | None,
@@ -52,21 +62,26 @@ def create_run(request: ManifestRequest, flags: RunFlags, *, wait: bool, timeout
             if wait and record.status in ("running", "idle"):
                 ready = _wait(engine, record, timeout)
                 record = ready.record
-        except (KeyboardInterrupt, _Signalled) as interrupt:
+        except KeyboardInterrupt as interrupt:  # SIGINT, or _Signalled for SIGTERM/SIGHUP
             return _interrupted(engine, interrupt, flags.grace_s)
     return _report(engine, record, as_json=as_json, waited=wait, ready=ready)
 
 
 def _settle_same_name(engine: Engine, name: str) -> None:
     """An "active" run with this name may have ended unobserved: reconcile it first, so create neither
-    adopts a finished run nor refuses the name because of one."""
-    from runner.engine.reconcile import reconcile
+    adopts a finished run nor refuses the name because of one. A name used before may also have left a
+    container behind (a create killed while its request was in flight): sweep it, so a re-create ends
+    with exactly one container."""
+    from runner.engine.reconcile import reconcile, sweep_ended
 
     if not engine.home.db_path.exists():
         return
-    same = [record for record in engine.store().active() if record.name == name]
+    store = engine.store()
+    same = [record for record in store.active() if record.name == name]
     if same:
         reconcile(engine, same)
+    elif store.has_name(name):
+        sweep_ended(engine, engine.backend().list_managed(store.store_id))
 
 
 def _wait(engine: Engine, record: RunRecord, timeout: float | None) -> Any:
@@ -77,21 +92,22 @@ def _wait(engine: Engine, record: RunRecord, timeout: float | None) -> Any:
 
 @contextmanager
 def _foreground_signals() -> Iterator[None]:
-    def on_term(signum: int, frame: object) -> None:
-        raise _Signalled()
+    def on_signal(signum: int, frame: object) -> None:
+        raise _Signalled(signum)
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    previous = {sig: signal.signal(sig, on_signal) for sig in FOREGROUND_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _interrupted(engine: Engine, interrupt: BaseException, grace_s: float) -> int:
     """Stop the run this command started, gracefully; a second signal kills it."""
     from runner.engine.terminate import terminate
 
-    code = ExitCode.INTERRUPTED if isinstance(interrupt, KeyboardInterrupt) else 143
+    code = 128 + interrupt.signum if isinstance(interrupt, _Signalled) else ExitCode.INTERRUPTED
     store = engine.store()
     mine = [r for r in store.active() if r.owner_pid is not None and _is_me(r)]
     for record in mine:
@@ -111,7 +127,7 @@ def _second_signal_kills(engine: Engine, record: RunRecord) -> Iterator[None]:
     def kill_now(signum: int, frame: object) -> None:
         engine.backend().kill(record.container_id or record.container_name)
 
-    previous = {sig: signal.signal(sig, kill_now) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, kill_now) for sig in (signal.SIGINT, *FOREGROUND_SIGNALS)}
     try:
         yield
     finally:

@@ -51,10 +51,17 @@ def list_runs(show_all: bool, as_json: bool) -> int:
 
 
 def _status(record: RunRecord) -> str:
-    """`failed (GPU unavailable)`, `failed (exit code 3 (step 2/2))`: the reason, short, for failed runs."""
+    """`failed (GPU unavailable)`, `failed (exit code 3 (step 2/2))`: the reason, short, for failed runs.
+
+    A long reason is cut at its first clause (before `:` or ` (`), else at the limit with an ellipsis,
+    never in the middle of a parenthesis."""
     if record.status == "failed" and record.reason:
-        reason = record.reason.split(":")[0] if len(record.reason) > STATUS_REASON_CHARS else record.reason
-        return f"failed ({reason[:STATUS_REASON_CHARS]})"
+        reason = record.reason
+        if len(reason) > STATUS_REASON_CHARS:
+            reason = reason.split(":")[0].split(" (")[0]
+        if len(reason) > STATUS_REASON_CHARS:
+            reason = reason[: STATUS_REASON_CHARS - 1].rstrip() + "…"
+        return f"failed ({reason})"
     return record.status
 
 

@@ -1,7 +1,8 @@
 """`gc`: remove what belongs to this store but to no live run, after a grace period.
 
 Only objects labelled with *this* store's id are considered (two runner homes on one host never
-collect each other's), and only when older than the grace, so a create in progress is safe.
+collect each other's); those of no known run only when older than the grace, so a create in progress is
+safe; those of an ended run at once (a dead creator's in-flight create can leave one).
 Containers and volumes of ended or unknown runs, run directories of deleted records, stale artifact
 staging directories and untagged images that rebuilds of `image.build` left behind go; `dry_run` only
 reports.
@@ -36,13 +37,16 @@ def collect(engine: Engine, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool =
         return report
     store = engine.store(create=not dry_run)
     reconcile(engine, store.active()) if not dry_run else None
-    live = {record.id for record in store.active()}
+    # `known` before `live`: a run recorded in between is in neither, so its container gets the grace;
+    # one in `known` but not `live` has ended (records only move from active to ended), so its don't.
     known = {record.id for record in store.records(include_ended=True)}
+    live = {record.id for record in store.active()}
+    ended = known - live
     backend = engine.backend()
     now = time.time()
     for container in backend.list_managed(store.store_id):
         run_id = container.labels.get(LABEL_RUN_ID, "")
-        if run_id not in live and now - container.created > grace_s:
+        if run_id not in live and (run_id in ended or now - container.created > grace_s):
             report.containers.append(container.name)
             if not dry_run:
                 backend.remove_container(container.id)

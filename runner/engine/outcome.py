@@ -2,7 +2,8 @@
 
 - `OOM killed` only when the engine says OOMKilled *and* the exit code is 137; OOMKilled with exit
   0 means a child was killed and the run still succeeded (reported as a warning).
-- A bare 137 is "killed (SIGKILL)", 128+n is "killed by signal n"; other codes are "exit code N".
+- A bare 137 is "killed (SIGKILL)", 128+n is "killed by signal n" (n a signal number, so 255 stays
+  "exit code 255"); other codes are "exit code N".
 - A stop the user asked for is `terminated`; so is a stop by the in-container max_runtime watchdog
   (reason "max_runtime exceeded").
 """
@@ -51,7 +52,7 @@ def classify(state: ContainerState, *, stop_requested: bool, deadline: float | N
     if state.oom_killed and code == 137:
         return Outcome("failed", "OOM killed (out of memory)", code)
     where = f" ({failed_step})" if failed_step else ""
-    if code > 128:
+    if 128 < code < 128 + signal.NSIG:  # 128+n is "killed by signal n" only for a real signal number; 255 is 255
         number = code - 128
         what = "killed (SIGKILL)" if number == 9 else f"killed by signal {number} ({signal_name(number)})"
         return Outcome("failed", what + where, code)

@@ -7,13 +7,14 @@ missed event. One `containers.list` per call. For each active record:
 - running/idle, container gone → failed ("container disappeared"); container ended → finalize;
   container running past its max_runtime (watchdog missing) → stop it; protected and done → idle;
 - stopping, finalizer alive → leave it; finalizer dead → finish its work.
+Containers in the listing whose run has already ended (a dead creator's in-flight create) are removed.
 An unreachable engine raises EngineError; nothing is written then.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from runner.backends.base import ContainerSummary
 from runner.backends.spec import LABEL_RUN_ID
@@ -29,9 +30,29 @@ def reconcile(engine: Engine, records: Sequence[RunRecord]) -> list[RunRecord]:
     if not active:
         return list(records)
     store = engine.store()
-    containers = {c.labels.get(LABEL_RUN_ID, ""): c for c in engine.backend().list_managed(store.store_id)}
-    return [record if record.is_terminal else reconcile_one(engine, record, containers.get(record.id))
-            for record in records]
+    listing = engine.backend().list_managed(store.store_id)
+    containers = {c.labels.get(LABEL_RUN_ID, ""): c for c in listing}
+    reconciled = [record if record.is_terminal else reconcile_one(engine, record, containers.get(record.id))
+                  for record in records]
+    sweep_ended(engine, listing, exclude={record.id for record in active})
+    return reconciled
+
+
+def sweep_ended(engine: Engine, listing: Sequence[ContainerSummary], exclude: Collection[str] = ()) -> list[str]:
+    """Remove containers (and volumes) whose run has already ended; returns those run ids.
+
+    A terminal record never gets a container legitimately (finalizers remove it before the final state),
+    but a create request still in flight when its process was killed can make one after a reconcile
+    recorded that run as failed (Nomad's "dangling container"). No grace is needed: the run is over.
+    """
+    candidates = {c.labels.get(LABEL_RUN_ID, "") for c in listing} - set(exclude) - {""}
+    if not candidates:
+        return []
+    store = engine.store()
+    ended = sorted(store.ended_ids(candidates))
+    for run_id in ended:
+        remove_run_objects(engine.backend(), store.store_id, run_id)
+    return ended
 
 
 def reconcile_one(engine: Engine, record: RunRecord, container: ContainerSummary | None) -> RunRecord:
@@ -51,14 +72,18 @@ def reconcile_one(engine: Engine, record: RunRecord, container: ContainerSummary
 def _creating(engine: Engine, record: RunRecord, container: ContainerSummary | None) -> RunRecord:
     if process_alive(record.owner_pid, record.owner_boot_id):
         return record
+    # The record may be stale: its creator can have marked it running and exited since it was read. So the
+    # guarded state change comes first and is the claim; only the reconciler that made it removes anything.
+    # (A crash in between leaves a failed run's container: an orphan that `gc` collects.)
     store = engine.store(create=True)
-    if container is not None:
-        remove_run_objects(engine.backend(), store.store_id, record.id)
     reason = "interrupted while creating (the creating process ended)"
     status = "terminated" if record.stop_requested else "failed"
     updated = store.update(record.id, expect=("pending", "initializing"), status=status, reason=reason,
                            finished_at=time.time())
-    return updated or store.get(record.id)
+    if updated is None:
+        return store.get(record.id)
+    remove_run_objects(engine.backend(), store.store_id, record.id)  # by label: also what the listing missed
+    return updated
 
 
 def _maybe_idle(engine: Engine, record: RunRecord, container: ContainerSummary) -> RunRecord:
