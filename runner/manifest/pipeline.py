@@ -19,7 +19,13 @@ from runner.manifest.envfile import read_env_file
 from runner.manifest.load import LoadedDocument, decode_manifest, load_manifest_text, read_manifest_bytes
 from runner.manifest.model import Manifest
 from runner.manifest.problems import ManifestError, Problem
-from runner.manifest.resolve import ResolveOptions, SecretSource, VariableSources, resolve_manifest
+from runner.manifest.resolve import (
+    ResolvedManifest,
+    ResolveOptions,
+    SecretSource,
+    VariableSources,
+    resolve_manifest,
+)
 from runner.manifest.secretbag import SecretBag
 from runner.manifest.template import is_template, render_manifest_template
 from runner.manifest.validate import foreign_format_problem, privilege_problems, schema_problems
@@ -76,7 +82,7 @@ def load_manifest(request: ManifestRequest) -> LoadedManifest:
     problems += unresolved if request.strict else [p.as_warning() for p in unresolved]
     # A problem already reported at a path (e.g. an unfilled placeholder) explains a schema problem there,
     # so that one is not repeated; but every schema problem keeps its section away from the builder.
-    schema = schema_problems(resolved.document)
+    schema = schema_problems(_as_checked(resolved))
     reported = {p.path for p in problems}
     problems += [p for p in schema if p.path not in reported]
     manifest, model_problems = build_manifest(
@@ -90,6 +96,14 @@ def load_manifest(request: ManifestRequest) -> LoadedManifest:
         raise ManifestError(source, problems)
     return LoadedManifest(source, manifest, resolved.secrets, tuple(p for p in problems if not p.is_error),
                           resolved.document)
+
+
+def _as_checked(resolved: ResolvedManifest) -> LoadedDocument:
+    """What the schema checks: every section resolved, but env as written (ResolvedManifest.env_as_written)."""
+    data = resolved.document.data
+    if "env" not in data:
+        return resolved.document
+    return resolved.document.with_data({**data, "env": resolved.env_as_written})
 
 
 def _variables(request: ManifestRequest) -> VariableSources:

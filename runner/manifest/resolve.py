@@ -87,6 +87,9 @@ class ResolvedManifest:
     secret_env: frozenset[str]  # env names whose values are secret
     problems: tuple[Problem, ...]  # always errors: bad syntax, inline tokens (policy)
     unresolved: tuple[Problem, ...]  # names without a value: errors at create, warnings at validate
+    # `env` as written (legacy list form normalised), for the schema: resolution rewrites secret references
+    # to name-only forms, which would hide a malformed reference's mistakes. Messages never echo env values.
+    env_as_written: Any = None
 
 
 def looks_secret(env_name: str) -> bool:
@@ -113,6 +116,7 @@ def resolve_manifest(document: LoadedDocument, options: ResolveOptions) -> Resol
         secret_env=frozenset(resolver.secret_names),
         problems=tuple(resolver.problems),
         unresolved=tuple(resolver.unresolved),
+        env_as_written=document.data.get("env"),
     )
 
 
@@ -301,7 +305,7 @@ class _Resolver:
 
     def _env_map(self, name: str, value: dict[str, Any], path: JsonPath) -> Any:
         secret = value.get("secret")
-        if isinstance(secret, str):
+        if isinstance(secret, str) and secret:  # `secret: ''` names nothing; the schema reports it
             return self._secret_reference(name, secret, (*path, "secret"))
         if "secret_id" in value:
             self.secret_names.add(name)
