@@ -1,5 +1,5 @@
 """`python -m runner` is the same as the `runner` command."""
 
-from runner.cli.main import main
+from runner.entry import main
 
 raise SystemExit(main())

@@ -114,13 +114,18 @@ def _outcome(run_dir: Path, record: RunRecord, state: ContainerState | None) -> 
             return Outcome("terminated", "terminated by user", record.exit_code)
         return Outcome("failed", "container disappeared", None)
     return classify(state, stop_requested=record.stop_requested, deadline=record.deadline,
-                    failed_step=_failed_step(run_dir, record, state))
+                    failed_step=_failure_context(run_dir, record, state))
 
 
-def _failed_step(run_dir: Path, record: RunRecord, state: ContainerState) -> str | None:
+def _failure_context(run_dir: Path, record: RunRecord, state: ContainerState) -> str | None:
+    """Where a failed run failed: `step 2/3`, or that the entrypoint never ran (no shell in the image)."""
     if not state.exit_code or record.stop_requested:
         return None
     fields = read_state(run_dir)
+    if not fields:  # the entrypoint writes its state before the first step
+        if state.exit_code in (126, 127):  # what tini (or the engine) returns when /bin/sh cannot be run
+            return "the image has no usable /bin/sh: the run's entrypoint never started"
+        return None
     step = fields.get("step", "0")
     steps = record.details.get("steps") or []
     if not step.isdigit() or int(step) == 0:

@@ -170,11 +170,15 @@ def _ports(ports: tuple[Port, ...], options: PlanOptions, facts: HostFacts, prob
     claimed: set[int] = set()
     for index, port in enumerate(ports):
         host_ip = port.host_ip or LOOPBACK
-        if host_ip not in (LOOPBACK, "::1", "localhost") and not options.flags.publish_all_interfaces:
+        local_only = host_ip in (LOOPBACK, "::1", "localhost")
+        if not local_only and not options.flags.publish_all_interfaces:
             problems.append(Problem(("ports", index, "host_ip"), f"publishing port {port.port} on {host_ip} is "
                                     "refused by default (only this machine should reach it)", policy=True,
                                     hint="pass --publish-all-interfaces to expose it on other interfaces"))
             continue
+        if not local_only:
+            warnings.append(f"port {port.port} ({port.name}) is published on {host_ip}: other machines on the "
+                            "network can reach it")
         host_port = _host_port(port, facts, claimed, warnings)
         if host_port is not None:
             if host_port in claimed:
