@@ -68,6 +68,21 @@ def listener(port: int = 0) -> Iterator[socket.socket]:
         sock.close()
 
 
+def act_behind_the_runners_back(container: Any, action: str) -> int | None:
+    """`rm` (force), `stop` or `kill` a run's container with docker-py, as a user might; the engine's exit
+    code afterwards (None once removed)."""
+    if action == "rm":
+        container.remove(force=True)
+        return None
+    if action == "stop":
+        container.stop(timeout=5)
+    else:
+        container.kill()
+    container.wait(timeout=30)
+    container.reload()
+    return int(container.attrs["State"]["ExitCode"])
+
+
 class RunKit:
     def __init__(self, home: Path, workdir: Path, capsys: pytest.CaptureFixture[str],
                  monkeypatch: pytest.MonkeyPatch, client: docker.DockerClient) -> None:

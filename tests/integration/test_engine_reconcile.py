@@ -9,7 +9,7 @@ import uuid
 
 import docker
 import pytest
-from runkit import RunKit
+from runkit import RunKit, act_behind_the_runners_back
 
 BUSYBOX = "runner-test/busybox:1"
 SLEEPER = f"""
@@ -21,20 +21,6 @@ SLEEPER = f"""
 """
 
 
-def _act(container, action: str) -> int | None:
-    """Do `action` to the container behind the runner's back; the engine's exit code afterwards."""
-    if action == "rm":
-        container.remove(force=True)
-        return None
-    if action == "stop":
-        container.stop(timeout=5)
-    else:
-        container.kill()
-    container.wait(timeout=30)
-    container.reload()
-    return int(container.attrs["State"]["ExitCode"])
-
-
 @pytest.mark.parametrize(("action", "code", "reason"), [
     ("rm", None, "container disappeared"),
     ("stop", 143, "killed by signal 15 (SIGTERM)"),
@@ -44,7 +30,7 @@ def test_behind_our_back_list_reports_what_happened(kit: RunKit, action: str, co
     runs = [kit.create(SLEEPER, "--name", f"{action}-{n}")["id"] for n in range(3)]
     for run_id in runs:
         assert kit.container(run_id).status == "running"
-        engine_code = _act(kit.container(run_id), action)
+        engine_code = act_behind_the_runners_back(kit.container(run_id), action)
         assert engine_code == code
     listing = kit.listing()
     for run_id in runs:

@@ -291,7 +291,7 @@ def test_dry_run_json(tmp_path: Path, home: Path, capsys: pytest.CaptureFixture[
     assert container["secrets"] == ["/run/secrets/HF_TOKEN", "/run/secrets/WANDB_API_KEY"]
     assert container["init"] is True
     assert [(m["type"], m["target"]) for m in container["mounts"]] == [("bind", "/code"), ("volume", "/cache"),
-                                                                      ("volume", "/output")]
+                                                                      ("volume", "/output"), ("bind", "/run/runner")]
     assert container["mounts"][0]["source"] == str(home / "runs" / run_id / "imports" / "0-code")
     assert plan["ports"] == [{"name": "api", "container_port": 18123, "type": "http", "host": "127.0.0.1:18123",
                               "health_path": "/health"}]
