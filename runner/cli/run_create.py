@@ -3,8 +3,9 @@
 Signals in the foreground: the first SIGINT, SIGTERM or SIGHUP (a closed terminal) stops the run this
 command started gracefully (it ends `terminated` with its exit code) and the command exits 128+signal
 (130, 143, 129); a second one kills the container at once. One that arrives while the run is still being
-created ends it `terminated` ("interrupted while creating") and removes what it had made. Without
---wait, create returns as soon as the container runs.
+created ends it `terminated` ("interrupted while creating") and removes what it had made (engine
+requests that make objects hold the signal until they return: runner/interrupts.py). Without --wait,
+create returns as soon as the container runs.
 """
 
 from __future__ import annotations
@@ -22,24 +23,13 @@ from runner.cli.render import EventPrinter
 from runner.cli.runview import run_json
 from runner.engine.context import Engine
 from runner.errors import ExitCode
+from runner.interrupts import FOREGROUND_SIGNALS, Signalled, foreground
 from runner.manifest.pipeline import ManifestRequest, load_manifest
 from runner.manifest.problems import format_problem
 from runner.plan.build import RunFlags
 from runner.store import RunRecord
 
 LAST_LOG_LINES = 20
-
-
-class _Signalled(KeyboardInterrupt):
-    """SIGTERM or SIGHUP in the foreground, raised like KeyboardInterrupt is for SIGINT (and handled as one,
-    so a run interrupted while being created ends `terminated`, not `failed`)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-FOREGROUND_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # SIGINT raises KeyboardInterrupt by itself
 
 
 def create_run(request: ManifestRequest, flags: RunFlags, *, wait: bool, timeout: float | None,
@@ -51,7 +41,7 @@ def create_run(request: ManifestRequest, flags: RunFlags, *, wait: bool, timeout
     for warning in loaded.warnings:
         click.echo(format_problem(loaded.source, warning), err=True)
     _settle_same_name(engine, flags.run_name or loaded.manifest.name)
-    with _foreground_signals():
+    with foreground():
         try:
             result = engine_create(engine, loaded, flags)
             record = result.record
@@ -62,7 +52,7 @@ def create_run(request: ManifestRequest, flags: RunFlags, *, wait: bool, timeout
             if wait and record.status in ("running", "idle"):
                 ready = _wait(engine, record, timeout)
                 record = ready.record
-        except KeyboardInterrupt as interrupt:  # SIGINT, or _Signalled for SIGTERM/SIGHUP
+        except KeyboardInterrupt as interrupt:  # Signalled: SIGINT, SIGTERM or SIGHUP
             return _interrupted(engine, interrupt, flags.grace_s)
     return _report(engine, record, as_json=as_json, waited=wait, ready=ready)
 
@@ -90,24 +80,11 @@ def _wait(engine: Engine, record: RunRecord, timeout: float | None) -> Any:
     return wait_ready(engine, record, timeout)
 
 
-@contextmanager
-def _foreground_signals() -> Iterator[None]:
-    def on_signal(signum: int, frame: object) -> None:
-        raise _Signalled(signum)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in FOREGROUND_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _interrupted(engine: Engine, interrupt: BaseException, grace_s: float) -> int:
     """Stop the run this command started, gracefully; a second signal kills it."""
     from runner.engine.terminate import terminate
 
-    code = 128 + interrupt.signum if isinstance(interrupt, _Signalled) else ExitCode.INTERRUPTED
+    code = 128 + interrupt.signum if isinstance(interrupt, Signalled) else ExitCode.INTERRUPTED
     store = engine.store()
     mine = [r for r in store.active() if r.owner_pid is not None and _is_me(r)]
     for record in mine:
@@ -127,7 +104,7 @@ def _second_signal_kills(engine: Engine, record: RunRecord) -> Iterator[None]:
     def kill_now(signum: int, frame: object) -> None:
         engine.backend().kill(record.container_id or record.container_name)
 
-    previous = {sig: signal.signal(sig, kill_now) for sig in (signal.SIGINT, *FOREGROUND_SIGNALS)}
+    previous = {sig: signal.signal(sig, kill_now) for sig in FOREGROUND_SIGNALS}
     try:
         yield
     finally:

@@ -32,6 +32,7 @@ from runner.facts import gather_host_facts
 from runner.faults import checkpoint
 from runner.ids import new_run_id
 from runner.images import ensure_image, registry_auth
+from runner.interrupts import protected
 from runner.manifest.pipeline import LoadedManifest
 from runner.plan.build import PlanOptions, RunFlags, build_plan
 from runner.plan.model import RunPlan
@@ -178,16 +179,22 @@ def _start_container(engine: Engine, plan: RunPlan, loaded: LoadedManifest, imag
         config = backend.image_config(image)
         spec = replace(spec, command=tuple(config.get("Entrypoint") or ()) + tuple(config.get("Cmd") or ()))
     labels = {LABEL_STORE: spec.label(LABEL_STORE) or "", LABEL_RUN_ID: plan.run_id}
-    for volume in spec.volumes:
-        backend.create_volume(volume, {**labels, "ai.runner.managed": "true"})
+    # A foreground signal waits for each request that makes an engine object (runner/interrupts.py):
+    # cut short, the engine would finish the object after this command had cleaned up.
+    with protected():
+        for volume in spec.volumes:
+            backend.create_volume(volume, {**labels, "ai.runner.managed": "true"})
     if plan.entrypoint is not None:
         write_entrypoint_dir(plan.entrypoint, plan.run_dir)
-    container_id = _create_or_adopt(backend, spec, plan)
+    checkpoint("before_container_create")
+    with protected():
+        container_id = _create_or_adopt(backend, spec, plan)
     checkpoint("after_container_create")
     try:
-        backend.put_files(container_id, _container_files(plan, loaded))
-        checkpoint("after_put_files")
-        backend.start(container_id)
+        with protected():
+            backend.put_files(container_id, _container_files(plan, loaded))
+            checkpoint("after_put_files")
+            backend.start(container_id)
     except (EngineApiError, EngineNotFound) as exc:
         remove_run_objects(backend, spec.label(LABEL_STORE) or "", plan.run_id)
         raise RunFailedError(start_failure_reason(exc.engine_message),

@@ -237,8 +237,8 @@ def test_fault_points_cover_every_export_and_terminate_checkpoint() -> None:
     from runner.faults import CHECKPOINTS
 
     assert set(EXPORT_POINTS) | set(TERMINATE_POINTS) <= CHECKPOINTS
-    create_points = {"after_intent_insert", "after_imports", "after_container_create", "after_put_files",
-                     "after_start", "before_state_update"}
+    create_points = {"after_intent_insert", "after_imports", "before_container_create", "after_container_create",
+                     "after_put_files", "after_start", "before_state_update"}
     assert CHECKPOINTS - create_points == set(EXPORT_POINTS) | set(TERMINATE_POINTS)
 
 

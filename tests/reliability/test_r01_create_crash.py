@@ -37,8 +37,8 @@ from support import (
 
 from runner.faults import CHECKPOINTS
 
-CREATE_POINTS = ("after_intent_insert", "after_imports", "after_container_create", "after_put_files",
-                 "after_start", "before_state_update")
+CREATE_POINTS = ("after_intent_insert", "after_imports", "before_container_create", "after_container_create",
+                 "after_put_files", "after_start", "before_state_update")
 REPEATS = 3
 RANDOM_KILLS = 20
 

@@ -8,8 +8,12 @@ Pass criterion (reliability.md R8), 10 runs each:
   here, which is why runner requires exit 137 *and* OOMKilled for "OOM killed".
 
 This engine runs cgroup v1 (Docker 20.10); there `OOMKilled` is set when any process of the
-container's cgroup was OOM-killed, which is exactly what the child case shows (asserted below, so a
-change of engine behaviour is noticed). A bare 137 without OOMKilled is "killed (SIGKILL)": R4/R7.
+container's cgroup was OOM-killed — but from an asynchronous OOM event, so a container that exits
+right after its child was killed is sometimes reported OOMKilled=false (seen in CI: 1 of 10). runner
+can only report what the engine says, so for the child case the test asserts the child really was
+OOM-killed (its exit status 137 in the log), `completed`/exit 0 always, and the warning exactly when
+the engine flagged the OOM; how often the engine flagged it is a figure. A bare 137 without OOMKilled
+is "killed (SIGKILL)": R4/R7.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def test_main_process_vs_child_oom(kit: RunKit, figures):
     child_logs = {key: kit.cli("logs", run_id).out for key, run_id in runs.items() if key[0] == "child"}
     listed = kit.listing()
     ok = {"main": 0, "child": 0}
+    child_flagged = 0
     for (case, n), run_id in runs.items():
         row = listed[run_id]
         described = kit.describe(run_id)
@@ -42,11 +47,14 @@ def test_main_process_vs_child_oom(kit: RunKit, figures):
             assert engine[(case, n)] == (137, True), engine[(case, n)]
             assert (row["status"], row["exit_code"], row["reason"]) == ("failed", 137, "OOM killed (out of memory)")
         else:
-            assert engine[(case, n)] == (0, True), f"engine reports {engine[(case, n)]} (cgroup v1 behaviour changed?)"
+            code, flagged = engine[(case, n)]
+            assert code == 0 and "child ended with 137" in child_logs[(case, n)], (engine[(case, n)], child_logs)
             assert (row["status"], row["exit_code"], row["reason"]) == ("completed", 0, "exit code 0")
-            assert described["warning"] == WARNING
-            assert "child ended with 137" in child_logs[(case, n)]
+            assert described.get("warning") == (WARNING if flagged else None), (flagged, described)
+            child_flagged += flagged
         ok[case] += 1
-    figures.add("R8", main_oom=ok["main"], child_oom=ok["child"], runs=len(runs))
+    assert child_flagged > 0, "the engine flagged no child OOM at all: cgroup behaviour changed?"
+    figures.add("R8", main_oom=ok["main"], child_oom=ok["child"], child_oom_flagged_by_engine=child_flagged,
+                runs=len(runs))
     assert check_consistency(kit, grace_s=0) == []
     kit.assert_clean()

@@ -140,6 +140,28 @@ def test_signal_while_the_run_is_being_created(kit: RunKit, wait_for, figures, h
     kit.assert_clean()
 
 
+@pytest.mark.parametrize("delay_ms", [0, 3, 8, 15, 40, 120])
+def test_signal_while_the_container_is_being_made(kit: RunKit, figures, delay_ms: int):
+    """SIGTERM lands while `POST /containers/create` or `/start` is in flight (sent by the process itself,
+    `delay_ms` after the `before_container_create` checkpoint). The request is allowed to finish, so the
+    cleanup finds the container: the run ends `terminated` and nothing appears in the engine afterwards."""
+    name = f"r17-inflight-{delay_ms}"
+    manifest = kit.manifest(batch(name, "sleep 600"), f"{name}.yaml")
+    started = time.monotonic()
+    result = finish(spawn(kit, "create", "-f", manifest, "--wait", env={
+        "RUNNER_FAULT_POINT": "before_container_create", "RUNNER_FAULT_AFTER_MS": str(delay_ms),
+        "RUNNER_FAULT_SIGNAL": "TERM"}), started, timeout=60)
+    assert_clean_output(result)
+    assert result.code == 143, result.text
+    (record,) = records(kit).values()
+    assert record.status == "terminated", record
+    time.sleep(1.0)  # a request cut short would make its container about now
+    assert store_containers(kit) == [], "a container outlived its interrupted create"
+    assert check_consistency(kit, grace_s=0) == []
+    figures.add("R17", signals=1, kind="SIGTERM during the container requests")
+    kit.assert_clean()
+
+
 def test_signals_at_random_moments_of_create(kit: RunKit, wait_for, figures):
     """Anywhere in create --wait: the CLI exits 130/143 quickly, no traceback; whatever had been recorded
     ends `terminated` (never `failed`, never left active) and nothing stays in the engine."""
