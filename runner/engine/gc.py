@@ -38,7 +38,7 @@ def collect(engine: Engine, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool =
     store = engine.store(create=not dry_run)
     reconcile(engine, store.active()) if not dry_run else None
     # `known` before `live`: a run recorded in between is in neither, so its container gets the grace;
-    # one in `known` but not `live` has ended (records only move from active to ended), so its don't.
+    # one in `known` but not `live` has ended (records only move from active to ended): no grace.
     known = {record.id for record in store.records(include_ended=True)}
     live = {record.id for record in store.active()}
     ended = known - live
