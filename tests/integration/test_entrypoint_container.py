@@ -31,7 +31,7 @@ def _archive(files: dict[str, tuple[bytes, int]]) -> bytes:
 def test_entrypoint_runs_steps_with_secrets_in_busybox(docker_client: docker.DockerClient, busybox_image: str,
                                                        test_labels: dict[str, str]) -> None:
     spec = EntrypointSpec(
-        steps=(CommandStep("echo one > /tmp/log; (sleep 1; echo bg >> /tmp/log) &"), WaitStep(1, "1s"),
+        steps=(CommandStep("echo one > /tmp/log; (sleep 1; echo bg >> /tmp/log) &"), WaitStep(3, "3s"),
                CommandStep('cat /tmp/log; echo "token=$HF_TOKEN"; exit 5', "/tmp"), CommandStep("echo never")),
         secret_env=("HF_TOKEN",),
     )
