@@ -11,7 +11,7 @@ are short (a create ~20 ms, a start ~250 ms); long work (builds, imports) stays 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -54,12 +54,21 @@ def protected() -> Iterator[None]:
 
 
 @contextmanager
-def foreground() -> Iterator[None]:
-    """Install `raise_or_hold` for SIGINT, SIGTERM and SIGHUP; restore the previous handlers after."""
-    previous = {sig: signal.signal(sig, raise_or_hold) for sig in FOREGROUND_SIGNALS}
+def handling(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """`handler` for SIGINT, SIGTERM and SIGHUP inside the block; the previous handlers after it."""
+    previous = {sig: signal.signal(sig, handler) for sig in FOREGROUND_SIGNALS}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def foreground() -> Iterator[None]:
+    """Foreground signals raise `Signalled` (or are held inside `protected()` sections)."""
+    try:
+        with handling(raise_or_hold):
+            yield
+    finally:
         _held.clear()

@@ -64,6 +64,7 @@ CREATE INDEX IF NOT EXISTS runs_active ON runs(status) WHERE status IN ({", ".jo
 """
 
 _ACTIVE_SQL = "(" + ", ".join(repr(s) for s in ACTIVE_STATUSES) + ")"
+_TERMINAL_SQL = "(" + ", ".join(repr(s) for s in TERMINAL_STATUSES) + ")"
 _COLUMNS = (
     "id", "name", "status", "reason", "exit_code", "run_type", "spec_hash", "image", "manifest_path",
     "description", "created_at", "updated_at", "started_at", "ready_at", "finished_at", "deadline",
@@ -337,8 +338,8 @@ class RunStore:
         for start in range(0, len(wanted), 500):
             chunk = wanted[start:start + 500]
             found.update(row[0] for row in conn.execute(
-                f"SELECT id FROM runs WHERE id IN ({', '.join('?' * len(chunk))}) AND status IN "
-                f"({', '.join(repr(s) for s in TERMINAL_STATUSES)})", chunk))
+                f"SELECT id FROM runs WHERE id IN ({', '.join('?' * len(chunk))}) AND status IN {_TERMINAL_SQL}",
+                chunk))
         return found
 
     def has_name(self, name: str) -> bool:

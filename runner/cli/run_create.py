@@ -11,7 +11,6 @@ create returns as soon as the container runs.
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,7 +22,7 @@ from runner.cli.render import EventPrinter
 from runner.cli.runview import run_json
 from runner.engine.context import Engine
 from runner.errors import ExitCode
-from runner.interrupts import FOREGROUND_SIGNALS, Signalled, foreground
+from runner.interrupts import Signalled, foreground, handling
 from runner.manifest.pipeline import ManifestRequest, load_manifest
 from runner.manifest.problems import format_problem
 from runner.plan.build import RunFlags
@@ -104,12 +103,8 @@ def _second_signal_kills(engine: Engine, record: RunRecord) -> Iterator[None]:
     def kill_now(signum: int, frame: object) -> None:
         engine.backend().kill(record.container_id or record.container_name)
 
-    previous = {sig: signal.signal(sig, kill_now) for sig in FOREGROUND_SIGNALS}
-    try:
+    with handling(kill_now):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _report(engine: Engine, record: RunRecord, *, as_json: bool, waited: bool, ready: Any) -> int:

@@ -68,6 +68,23 @@ def listener(port: int = 0) -> Iterator[socket.socket]:
         sock.close()
 
 
+BUSYBOX = "runner-test/busybox:1"
+
+
+def batch(name: str, command: str, *, extra: str = "", resources: str = "{preset: cpu-small}") -> str:
+    """A one-step busybox manifest running `command` (multi-line shell allowed)."""
+    indented = "\n".join("              " + line for line in command.splitlines())
+    return f"""
+        name: {name}
+        resources: {resources}
+        image: {BUSYBOX}
+        {extra}
+        run:
+          - command: |
+{indented}
+    """
+
+
 def act_behind_the_runners_back(container: Any, action: str) -> int | None:
     """`rm` (force), `stop` or `kill` a run's container with docker-py, as a user might; the engine's exit
     code afterwards (None once removed)."""

@@ -11,22 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from runkit import RunKit
-
-BUSYBOX = "runner-test/busybox:1"
-
-
-def _batch(command: str, name: str = "job", extra: str = "") -> str:
-    indented = "\n".join("              " + line for line in command.splitlines())
-    return f"""
-        name: {name}
-        resources: {{preset: cpu-small}}
-        image: {BUSYBOX}
-        {extra}
-        run:
-          - command: |
-{indented}
-    """
+from runkit import BUSYBOX, RunKit, batch
 
 
 def _engine_time(text: str) -> float:
@@ -120,7 +105,7 @@ def _wait_for_log(kit: RunKit, wait_for, run_id: str, text: str) -> None:
 
 
 def test_terminate_kills_a_sigterm_ignoring_step_after_the_grace(kit: RunKit, wait_for):
-    run_id = kit.create(_batch("trap '' TERM\necho trap-set\nwhile :; do sleep 1; done"))["id"]
+    run_id = kit.create(batch("job", "trap '' TERM\necho trap-set\nwhile :; do sleep 1; done"))["id"]
     _wait_for_log(kit, wait_for, run_id, "trap-set")
     started = time.monotonic()
     result = kit.run("terminate", run_id, "--grace", "2")
@@ -135,7 +120,8 @@ def test_terminate_kills_a_sigterm_ignoring_step_after_the_grace(kit: RunKit, wa
 
 
 def test_terminate_lets_a_trapping_process_exit_quickly(kit: RunKit, wait_for):
-    run_id = kit.create(_batch("trap 'echo got-term; exit 0' TERM\necho trap-set\nwhile :; do sleep 0.2; done"))["id"]
+    step = "trap 'echo got-term; exit 0' TERM\necho trap-set\nwhile :; do sleep 0.2; done"
+    run_id = kit.create(batch("job", step))["id"]
     _wait_for_log(kit, wait_for, run_id, "trap-set")
     started = time.monotonic()
     result = kit.cli("terminate", run_id, "--grace", "20")
@@ -148,8 +134,8 @@ def test_terminate_lets_a_trapping_process_exit_quickly(kit: RunKit, wait_for):
 
 
 def test_terminate_is_idempotent_and_takes_several_runs(kit: RunKit):
-    first = kit.create(_batch("sleep 600", name="one"))["id"]
-    second = kit.create(_batch("sleep 600", name="two"))["id"]
+    first = kit.create(batch("one", "sleep 600"))["id"]
+    second = kit.create(batch("two", "sleep 600"))["id"]
     result = kit.cli("terminate", first, second, "--json")
     assert result.code == 0, result.text
     before = {row["id"]: row for row in result.json()}
@@ -179,8 +165,8 @@ def _runner_processes_for(home: Path) -> list[int]:
 @pytest.mark.parametrize(("step", "code"), [("echo up", 143), ("trap '' TERM\nwhile :; do sleep 1; done", 137)],
                          ids=["graceful", "ignores-sigterm"])
 def test_max_runtime_is_enforced_with_no_runner_process_alive(kit: RunKit, step: str, code: int):
-    manifest = kit.manifest(_batch(step, name="interactive",
-                                   extra="interactive: {max_runtime: 3s, jupyter: {idle_timeout: 1m}}"))
+    manifest = kit.manifest(batch("interactive", step,
+                                  extra="interactive: {max_runtime: 3s, jupyter: {idle_timeout: 1m}}"))
     created = kit.run("create", "-f", manifest, "--grace", "3", "--json")
     assert created.code == 0, created.text
     run_id = created.json()["id"]
@@ -202,7 +188,7 @@ def test_max_runtime_is_enforced_with_no_runner_process_alive(kit: RunKit, step:
 
 
 def test_termination_protection_goes_idle_then_terminates(kit: RunKit, wait_for):
-    run_id = kit.create(_batch("echo steps-done", name="protected", extra="termination_protection: true"))["id"]
+    run_id = kit.create(batch("protected", "echo steps-done", extra="termination_protection: true"))["id"]
     wait_for(lambda: kit.listing()[run_id]["status"] == "idle", what="status idle after the steps", timeout=30)
     assert kit.container(run_id).status == "running"
     result = kit.cli("terminate", run_id)

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from oracle import check_consistency, read_records
-from runkit import RUNNER_BIN, RunKit
+from runkit import BUSYBOX, RUNNER_BIN, RunKit, batch  # noqa: F401 - batch: re-exported for the tier
 
-BUSYBOX = "runner-test/busybox:1"
 # What no command may ever print, whatever happened to it.
 FORBIDDEN = ("Traceback", "internal error", "database is locked", "database table is locked", "SQLITE_BUSY",
              "the run store is busy")
@@ -41,19 +40,6 @@ def service(name: str, *, port: int = 8080, extra: str = "") -> str:
               exec httpd -f -p {port} -h /www
         ports:
           - {{name: web, type: http, port: {port}, host_port: 0}}
-    """
-
-
-def batch(name: str, command: str, *, extra: str = "", resources: str = "{preset: cpu-small}") -> str:
-    indented = "\n".join("              " + line for line in command.splitlines())
-    return f"""
-        name: {name}
-        resources: {resources}
-        image: {BUSYBOX}
-        {extra}
-        run:
-          - command: |
-{indented}
     """
 
 
